@@ -1,0 +1,29 @@
+// Conversions between Python objects and kernel views, used by the binding lines of every op.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <utility>
+#include <vector>
+
+#include "convkit/tensor.h"
+#include "device_array.h"
+
+namespace convkit {
+namespace py = pybind11;
+
+// A numpy array (CPU) or DeviceArray (CUDA) as a Tensor view. Rejects non-contiguous, misaligned,
+// byte-swapped and (for outputs) read-only arrays with a ValueError naming the op and the argument.
+Tensor as_tensor(py::handle h, const char* op, const char* name, bool writable = false);
+// None -> false; else fills t.
+bool as_optional_tensor(py::handle h, const char* op, const char* name, Tensor* t);
+
+// A new uninitialized array on `device` (numpy or DeviceArray) and its view.
+std::pair<py::object, Tensor> new_array(Device device, DType dtype, const std::vector<int64_t>& shape);
+std::pair<py::object, Tensor> new_array_like(const Tensor& t, const std::vector<int64_t>& shape);
+std::vector<int64_t> shape_of(const Tensor& t);
+
+py::dtype numpy_dtype(DType dt);
+
+}  // namespace convkit

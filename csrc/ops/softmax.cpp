@@ -1,0 +1,16 @@
+// PLACEHOLDER: replaced by the real implementation before this lands on main.
+#include "ops/softmax.h"
+namespace convkit {
+void softmax_forward(const Tensor& x, const Tensor& y) { throw std::runtime_error("softmax_forward: not implemented yet"); }
+void softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) { throw std::runtime_error("softmax_backward: not implemented yet"); }
+void log_softmax_forward(const Tensor& x, const Tensor& y) { throw std::runtime_error("log_softmax_forward: not implemented yet"); }
+void log_softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) { throw std::runtime_error("log_softmax_backward: not implemented yet"); }
+void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& probs) { throw std::runtime_error("softmax_cross_entropy_forward: not implemented yet"); }
+void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& dloss, const Tensor& dlogits) { throw std::runtime_error("softmax_cross_entropy_backward: not implemented yet"); }
+void softmax_forward_cpu(const Tensor& x, const Tensor& y) { throw std::runtime_error("softmax_forward_cpu: not implemented yet"); }
+void softmax_backward_cpu(const Tensor& y, const Tensor& dy, const Tensor& dx) { throw std::runtime_error("softmax_backward_cpu: not implemented yet"); }
+void log_softmax_forward_cpu(const Tensor& x, const Tensor& y) { throw std::runtime_error("log_softmax_forward_cpu: not implemented yet"); }
+void log_softmax_backward_cpu(const Tensor& y, const Tensor& dy, const Tensor& dx) { throw std::runtime_error("log_softmax_backward_cpu: not implemented yet"); }
+void softmax_cross_entropy_forward_cpu(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& probs) { throw std::runtime_error("softmax_cross_entropy_forward_cpu: not implemented yet"); }
+void softmax_cross_entropy_backward_cpu(const Tensor& probs, const Tensor& labels, const Tensor& dloss, const Tensor& dlogits) { throw std::runtime_error("softmax_cross_entropy_backward_cpu: not implemented yet"); }
+}

@@ -1,0 +1,35 @@
+"""convkit: a small, fast CNN engine with hand-written C++ and CUDA kernels.
+
+Arrays are numpy arrays on the CPU and :class:`convkit.DeviceArray` on a CUDA device; every op
+dispatches on where its inputs live. ``import convkit`` never needs a GPU, a driver or nvcc.
+"""
+import os as _os
+
+# OpenMP threads spin-wait between parallel regions by default (hundreds of ms of CPU on a shared
+# 2-core machine). Keep the spin short unless the user chose otherwise; set before libgomp loads.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "20000"
+
+from . import _core  # noqa: E402
+from ._info import info  # noqa: E402
+from .device import DeviceArray, asarray, cuda_available, device_of, to_numpy  # noqa: E402
+
+__version__ = _core.__version__
+
+
+def set_num_threads(n: int) -> None:
+    """Threads each CPU kernel uses (n >= 1; 0 restores the default). Applies to every Python thread."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"set_num_threads: n must be >= 0, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads each CPU kernel uses."""
+    return _core.num_threads()
+
+
+__all__ = ["DeviceArray", "asarray", "cuda_available", "device_of", "get_num_threads", "info",
+           "set_num_threads", "to_numpy"]

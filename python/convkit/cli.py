@@ -1,0 +1,56 @@
+"""The `convkit` command. Subcommands register themselves in _COMMANDS."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_info(args) -> int:
+    from . import info
+
+    data = info()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    cuda = "compiled in" if data["cuda_compiled"] else "not compiled in"
+    usable = ", ".join(data["cuda_devices"]) if data["cuda_usable"] else f"no usable device ({data['cuda_reason']})"
+    print(f"convkit {data['version']}")
+    print(f"  compiler:     {data['compiler']}")
+    print(f"  threads:      {data['num_threads']}")
+    print(f"  cpu isa:      {data['cpu_isa']}")
+    print(f"  cuda:         {cuda}")
+    print(f"  cuda device:  {usable}")
+    return 0
+
+
+def _add_info(sub):
+    p = sub.add_parser("info", help="version, compiler, threads, CPU instruction set, CUDA status")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_info)
+
+
+# Each entry adds one subcommand to the parser; other modules append theirs here.
+_COMMANDS = [_add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convkit", description="convkit: a small, fast CNN engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"convkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
