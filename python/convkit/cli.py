@@ -30,8 +30,14 @@ def _add_info(sub):
     p.set_defaults(func=_cmd_info)
 
 
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="time convkit's CPU kernels against PyTorch side by side", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("convkit.bench", fromlist=["main"]).main(a.rest))
+
+
 # Each entry adds one subcommand to the parser; other modules append theirs here.
-_COMMANDS = [_add_info]
+_COMMANDS = [_add_info, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
