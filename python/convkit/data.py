@@ -298,15 +298,23 @@ def load_mnist(path=None) -> Dataset:
     return load_idx_dataset("mnist", path, False, tuple(str(i) for i in range(10)))
 
 
-def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def load_digits(test_fraction: float = 0.2, seed: int = 0, size: int = 8) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, no download), split into train and test.
-    Images are uint8 in [0, 16] of shape [N, 8, 8]."""
+
+    size=8: uint8 images in [0, 16], shape [N, 8, 8]. size=28: each pixel repeated 3x3 and the
+    24x24 result padded by 2 to 28x28, values scaled to [0, 255] (for lenet5; a quick offline data set).
+    """
+    if size not in (8, 28):
+        raise ValueError(f"load_digits: size must be 8 or 28, got {size!r}")
     try:
         from sklearn.datasets import load_digits as _ld
     except ImportError:
         raise ImportError("load_digits needs scikit-learn: pip install scikit-learn") from None
     d = _ld()
     x = d.images.astype(np.uint8)
+    if size == 28:
+        x = np.pad(np.repeat(np.repeat(x, 3, axis=1), 3, axis=2), ((0, 0), (2, 2), (2, 2)))
+        x = (x.astype(np.uint16) * 255 // 16).astype(np.uint8)
     y = d.target.astype(np.int64)
     perm = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(len(y) * test_fraction))

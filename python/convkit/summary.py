@@ -6,6 +6,7 @@ to the lecture's figures and points out where the lecture disagrees with itself.
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,7 +89,8 @@ class Summary:
         out += [fmt(b) for b in body]
         out += [sep, fmt(total), f"({self.total_params:,} parameters, {self.total_macs:,} multiply-accumulates)"]
         if self.notes:
-            out += [""] + [f"note: {n}" for n in self.notes]
+            out += [""] + [textwrap.fill(n, 100, initial_indent="note: ", subsequent_indent="      ")
+                           for n in self.notes]
         return "\n".join(out)
 
 
@@ -164,3 +166,35 @@ def alexnet_lecture_notes(s: Summary) -> list:
 
 
 __all__ = ["LECTURE_ALEXNET", "LayerRow", "Summary", "summary"]
+
+
+# ---- the `convkit summary` command ----------------------------------------------------------------
+
+def _cmd_summary(args) -> int:
+    import json
+
+    from . import models
+
+    if args.model not in models.MODELS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of {', '.join(models.MODELS)}")
+    kwargs = {"classifier": True} if args.model == "vgg19" else {}
+    model = models.get(args.model, **kwargs)
+    shape = model.input_shape
+    if args.input:
+        try:
+            shape = tuple(int(s) for s in args.input.replace("x", ",").split(","))
+        except ValueError:
+            raise ValueError(f"--input must look like 3,227,227, got {args.input!r}") from None
+    s = summary(model, shape)
+    print(json.dumps(s.as_dict(), indent=1) if args.json else s)
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("summary", help="per-layer output shape, parameters and MACs of a zoo model",
+                       description="For alexnet, the table is printed next to the lecture's figures, with notes "
+                                   "where the lecture disagrees with itself.")
+    p.add_argument("model", help="lenet5, alexnet, alexnet_torchvision or vgg19")
+    p.add_argument("--input", default=None, help="input shape C,H,W (default: the model's own)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_summary)
