@@ -37,8 +37,12 @@ def get_layer(model, name: str, fn: str = "get_layer"):
 
 
 def penultimate_layer(model) -> str:
-    """The name of the layer whose output feeds the last Linear layer ("FC7" in AlexNet)."""
+    """The name of the layer whose output feeds the last Linear layer ("FC7" in AlexNet); a zoo
+    model's own ``feature_layer`` when it names one."""
     names = layer_names(model)
+    own = getattr(model, "feature_layer", None)
+    if isinstance(own, str) and own in names:
+        return own
     last_fc = None
     for i, nm in enumerate(names):
         if type(get_layer(model, nm)).__name__ == "Linear":
