@@ -282,6 +282,8 @@ def test_precision_and_neighbors_match_reference():
     y = rng.integers(0, 3, 60)
     for k in (1, 5, 10):
         assert abs(A.precision_at_k(v, y, k, block=7) - ref.precision_at_k(v, y, k)) < 1e-12
+        # float32 inputs take the float32 product path: same neighbours when there are no near-ties
+        assert abs(A.precision_at_k(v.astype(np.float32), y, k) - ref.precision_at_k(v, y, k)) < 1e-12
     idx, dist = A.nearest_neighbors(v[:4], v, 3, query_indices=[0, 1, 2, 3])
     for q in range(4):
         d = np.sum((v.reshape(60, -1) - v[q].reshape(1, -1)) ** 2, axis=1)

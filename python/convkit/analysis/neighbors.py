@@ -2,8 +2,10 @@
 precision@k over a labelled set.
 
 Distances are Euclidean (``metric='euclidean'``) or cosine (``metric='cosine'``: 1 - cos, i.e.
-Euclidean ranking of L2-normalized rows), computed in float64 by blocks of queries
-(|q|^2 + |d|^2 - 2 q.d), so a 10,000 x 10,000 search needs only a block of distances in memory.
+Euclidean ranking of L2-normalized rows), computed by blocks of queries as |q|^2 + |d|^2 - 2 q.d,
+so a 10,000 x 10,000 search needs only a block of distances in memory. The products q.d are taken
+in float32 when both inputs are float32 (twice as fast; rankings differ only between near-ties)
+and in float64 otherwise; the rest is float64.
 Ties are broken by the lower database index, so results are deterministic.
 """
 from __future__ import annotations
@@ -17,20 +19,21 @@ _METRICS = ("euclidean", "cosine")
 
 def _vectors(a, fn, name):
     a = U.as_images(a, fn, name, ndim=np.ndim(a) if np.ndim(a) >= 2 else 2)
-    return a.reshape(a.shape[0], -1).astype(np.float64, copy=False)
+    return a.reshape(a.shape[0], -1)
 
 
-def _prep(a, metric):
+def _prep(a, metric, dtype):
     if metric == "cosine":
-        norm = np.linalg.norm(a, axis=1, keepdims=True)
-        return a / np.where(norm > 0, norm, 1.0)
-    return a
+        a64 = a.astype(np.float64)
+        norm = np.linalg.norm(a64, axis=1, keepdims=True)
+        a = a64 / np.where(norm > 0, norm, 1.0)
+    return a.astype(dtype, copy=False)
 
 
 def _block_topk(q, d, k, exclude, out_idx, out_dist, row0):
-    d2 = np.einsum("ij,ij->i", d, d)
-    q2 = np.einsum("ij,ij->i", q, q)
-    dist = q2[:, None] + d2[None, :] - 2.0 * (q @ d.T)
+    d2 = np.einsum("ij,ij->i", d, d, dtype=np.float64)
+    q2 = np.einsum("ij,ij->i", q, q, dtype=np.float64)
+    dist = q2[:, None] + d2[None, :] - 2.0 * (q @ d.T).astype(np.float64)
     np.maximum(dist, 0.0, out=dist)
     if exclude is not None:
         ok = exclude >= 0
@@ -54,8 +57,10 @@ def nearest_neighbors(queries, database, k: int = 5, *, metric: str = "euclidean
     fn = "nearest_neighbors"
     if metric not in _METRICS:
         raise ValueError(f"{fn}: metric must be one of {_METRICS}, got {metric!r}")
-    q = _prep(_vectors(queries, fn, "queries"), metric)
-    d = _prep(_vectors(database, fn, "database"), metric)
+    q = _vectors(queries, fn, "queries")
+    d = _vectors(database, fn, "database")
+    dtype = np.float32 if q.dtype == np.float32 and d.dtype == np.float32 else np.float64
+    q, d = _prep(q, metric, dtype), _prep(d, metric, dtype)
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"{fn}: queries have {q.shape[1]} values per row but database rows have {d.shape[1]}")
     exclude = None

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embed, features, filters, neighbors, occlusion, plots, saliency, sanity
+from . import embed, features, filters, neighbors, plots, sanity
+from .occlusion import occlusion as occlusion_map  # the package rebinds the module names to the functions
+from .saliency import saliency as saliency_map
 from . import _util as U
 
 
@@ -74,6 +76,7 @@ def analyze(out, model=None, images=None, labels=None, class_names=None, *, quic
             raise ValueError("analyze: labels are needed with images (retrieval precision and kNN use them)")
         labels = U.as_labels(labels, images.shape[0], "analyze")
         data_desc = f"{images.shape[0]} given images"
+    images = np.ascontiguousarray(images, dtype=U.model_dtype(model, np.float32))
     names = list(class_names) if class_names is not None else [str(c) for c in range(int(labels.max()) + 1)]
     n_all = images.shape[0]
     n_ret = min(n_all, 1000 if quick else 10_000)
@@ -153,9 +156,9 @@ def analyze(out, model=None, images=None, labels=None, class_names=None, *, quic
         att = rng.choice(n_ret, n_att, replace=False)
         xa = x_ret[att]
         win = max(2, min(xa.shape[2], xa.shape[3]) // 4)
-        occ = occlusion.occlusion(model, xa, None, window=win, stride=max(1, win // 4), device=device,
+        occ = occlusion_map(model, xa, None, window=win, stride=max(1, win // 4), device=device,
                                   progress=progress)
-        sal = saliency.saliency(model, xa, None, device=device)
+        sal = saliency_map(model, xa, None, device=device)
         pred = logits[att].argmax(1)
         titles = [f"{names[y_ret[i]]}\n(pred {names[p]})" for i, p in zip(att, pred)]
         pngs["attributions"] = plots.plot_attributions(xa, {"occlusion": occ, "saliency": sal},
@@ -166,13 +169,13 @@ def analyze(out, model=None, images=None, labels=None, class_names=None, *, quic
         si = rng.choice(n_ret, n_sanity, replace=False)
         xs = x_ret[si]
         w = num["occlusion"]["window"]
-        occ_s = occlusion.occlusion(model, xs, None, window=w, stride=max(1, w // 4), device=device)
-        sal_s = saliency.saliency(model, xs, None, device=device)
+        occ_s = occlusion_map(model, xs, None, window=w, stride=max(1, w // 4), device=device)
+        sal_s = saliency_map(model, xs, None, device=device)
         agree = sanity.map_similarity(sal_s, occ_s)
         rnd = sanity.randomize_weights(model, seed=seed)
         target = logits[si].argmax(1)
-        sal_r = saliency.saliency(rnd, xs, target, device=device)
-        occ_r = occlusion.occlusion(rnd, xs, target, window=w, stride=max(1, w // 4), device=device)
+        sal_r = saliency_map(rnd, xs, target, device=device)
+        occ_r = occlusion_map(rnd, xs, target, window=w, stride=max(1, w // 4), device=device)
         num["sanity"] = {
             "n": int(n_sanity),
             "saliency_vs_occlusion_rank_correlation": agree["rank_correlation"],
