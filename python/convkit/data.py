@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import struct
 import tempfile
@@ -199,7 +200,7 @@ def download(url: str, dest, sha256: str | None = None, content_sha256: str | No
                             bar.update(len(chunk))
                     if bar is not None:
                         bar.close()
-            except OSError as e:  # URLError, HTTPError, timeouts
+            except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts, IncompleteRead
                 raise DataError(f"download of {url} failed: {e}") from None
         if total and got != total:
             raise DataError(f"download of {url} is incomplete: {got} of {total} bytes")
