@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import io
 import os
 import struct
 import tempfile
@@ -199,7 +201,7 @@ def download(url: str, dest, sha256: str | None = None, content_sha256: str | No
                             bar.update(len(chunk))
                     if bar is not None:
                         bar.close()
-            except OSError as e:  # URLError, HTTPError, timeouts
+            except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts, IncompleteRead
                 raise DataError(f"download of {url} failed: {e}") from None
         if total and got != total:
             raise DataError(f"download of {url} is incomplete: {got} of {total} bytes")
@@ -330,6 +332,16 @@ def load_samples():
         raise FileNotFoundError(f"the shipped sample images are missing ({SAMPLES}); reinstall convkit")
     with np.load(SAMPLES) as f:
         return f["images"].copy(), f["labels"].astype(np.int64)
+
+
+def write_samples(path=SAMPLES, n: int = 500, dataset: Dataset | None = None) -> Path:
+    """Write the first n Fashion-MNIST test images and labels as the shipped samples (uint8 npz)."""
+    ds = dataset or load_fashion_mnist()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, images=ds.x_test[:n], labels=ds.y_test[:n].astype(np.uint8))
+    path = Path(path)
+    _atomic_write(path, buf.getvalue())
+    return path
 
 
 def to_float(images: np.ndarray, dtype=np.float32, scale: float | None = None) -> np.ndarray:

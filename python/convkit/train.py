@@ -205,7 +205,9 @@ def plot_history(hist: History, path) -> Path | None:
     a2.plot(ep, [100 * r["train_accuracy"] for r in hist.epochs], "o-", label="train")
     a2.plot(ep, [100 * r["test_accuracy"] for r in hist.epochs], "s-", label="test")
     a2.set(xlabel="epoch", ylabel="accuracy (%)", title=f"accuracy (final test {100 * hist.test_accuracy:.2f}%)")
+    from matplotlib.ticker import MaxNLocator
     for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         a.legend()
     cfg = hist.config
