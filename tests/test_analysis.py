@@ -392,6 +392,18 @@ def test_rank_correlation_matches_reference_with_ties():
     assert_raises(ValueError, "same shape", sanity.rank_correlation, a, b[:2])
 
 
+def test_window_smooth_is_occlusion_of_a_linear_model():
+    # For a model whose logit is sum(a * x), occluding a window with baseline 0 drops the logit by the
+    # window's sum of a * x: the occlusion map of that model IS window_smooth(a * x) times the window area.
+    rng = np.random.default_rng(16)
+    a = rng.standard_normal((1, 7, 9))
+    x = rng.standard_normal((2, 1, 7, 9))
+    f = lambda t: np.stack([(np.asarray(t)[:, 0] * a).reshape(len(t), -1).sum(1), np.zeros(len(t))], 1)  # noqa: E731
+    occ = A.occlusion(f, x, 0, window=(3, 2), stride=(2, 3), output="logit")
+    assert_close(sanity.window_smooth(x[:, 0] * a, (3, 2), (2, 3)) * 6, occ, rtol=1e-12, atol=1e-14)
+    assert_raises(ValueError, "larger than the maps", sanity.window_smooth, x[:, 0], 8)
+
+
 # ---- pictures -------------------------------------------------------------------------------------
 
 def test_filter_grid_layouts_and_normalization():

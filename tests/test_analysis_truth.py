@@ -118,17 +118,18 @@ PATCH = (slice(2, 6), slice(9, 13))  # the decisive 4x4 place in a 16x16 image
 
 def synthetic(n, rng):
     """Class 1 iff the 4x4 patch at PATCH is bright. Every image (both classes) also gets a bright
-    distractor patch at a random place away from PATCH, so brightness alone does not decide."""
+    distractor patch at a random place that does not touch PATCH, so brightness alone does not decide."""
     x = rng.random((n, 1, 16, 16)) * 0.5
     y = rng.integers(0, 2, n)
-    for i in range(n):
-        while True:
-            r, c = rng.integers(0, 13, 2)
-            if r + 4 <= 1 or r >= 7 or c + 4 <= 8 or c >= 14:  # no overlap with PATCH (plus a margin)
-                break
-        x[i, 0, r:r + 4, c:c + 4] += 0.8
-        if y[i]:
-            x[i, 0, PATCH[0], PATCH[1]] += 0.8
+    # distractor corners (r, c) whose 4x4 square stays clear of rows 1..6 x cols 8..13 (PATCH plus a margin)
+    cand = np.array([(r, c) for r in range(13) for c in range(13)
+                     if r + 4 <= 1 or r >= 7 or c + 4 <= 8 or c >= 14])
+    rows = np.arange(16)
+    rc = cand[rng.integers(0, len(cand), n)]
+    m = (((rows >= rc[:, :1]) & (rows < rc[:, :1] + 4))[:, :, None]
+         & ((rows >= rc[:, 1:]) & (rows < rc[:, 1:] + 4))[:, None, :])
+    x[:, 0] += 0.8 * m
+    x[y == 1, 0, PATCH[0], PATCH[1]] += 0.8
     return x.astype(np.float32), y
 
 
@@ -141,15 +142,15 @@ def synthetic_model():
         ("flatten", nn.Flatten()), ("fc1", nn.Linear(8 * 8 * 8, 32, rng=12)), ("relu2", nn.ReLU()),
         ("fc2", nn.Linear(32, 2, rng=13)),
     ]))
-    x, y = synthetic(2048, rng)
+    x, y = synthetic(1024, rng)
     opt = optim.Adam(net.parameters(), lr=3e-3)
-    for epoch in range(6):
+    for epoch in range(5):
         perm = rng.permutation(len(x))
         for s in range(0, len(x), 64):
             idx = perm[s:s + 64]
             net.zero_grad()
             _, dlogits = nn.cross_entropy(net(x[idx]), y[idx])
-            net.backward(dlogits)
+            net.backward(dlogits, input_grad=False)
             opt.step()
     xt, yt = synthetic(400, np.random.default_rng(14))
     with nn.no_grad():
@@ -219,7 +220,7 @@ def test_feature_retrieval_beats_pixel_retrieval(lenet, fmnist):
 
 def test_feature_embedding_separates_classes_better_than_pixels(lenet, fmnist):
     x, y, where = fmnist
-    idx = np.random.default_rng(15).choice(len(y), min(len(y), 1000), replace=False)
+    idx = np.random.default_rng(15).choice(len(y), min(len(y), 600), replace=False)
     xs, ys = x[idx], y[idx]
     feats = A.extract_features(lenet, xs, progress=False)
     scores = {"pca pixels": A.knn_accuracy(A.pca(xs, 2)[0], ys, 5),
@@ -240,18 +241,24 @@ def lenet_maps(lenet, fmnist):
     x, y, _ = fmnist
     idx = np.random.default_rng(16).choice(len(y), 48, replace=False)
     xs = x[idx]
-    occ = A.occlusion(lenet, xs, None, window=7, stride=1)
+    # baseline 'blur': on Fashion-MNIST's black background a 0 baseline changes nothing, so occlusion
+    # would be blind there while the gradient is not; a blurred window removes detail everywhere
+    occ = A.occlusion(lenet, xs, None, window=7, stride=1, baseline="blur")
     sal = A.saliency(lenet, xs, None)
     return xs, occ, sal
 
 
 def test_saliency_and_occlusion_agree_more_than_chance(lenet_maps):
     xs, occ, sal = lenet_maps
-    matched = sanity.rank_correlation(sal, occ)
-    chance = sanity.chance_rank_correlation(sal, occ)
-    print(f"\nsaliency vs occlusion (LeNet, {len(xs)} images): mean Spearman {matched.mean():.3f}, "
-          f"other images' maps (chance) {chance:.3f}")
-    assert matched.mean() > chance + 0.05 and matched.mean() > 0.2
+    smooth = sanity.window_smooth(sal, 7, 1)  # saliency at the occlusion map's resolution
+    matched = sanity.rank_correlation(smooth, occ)
+    chance = sanity.chance_rank_correlation(smooth, occ)
+    raw, raw_chance = sanity.rank_correlation(sal, occ).mean(), sanity.chance_rank_correlation(sal, occ)
+    print(f"\nsaliency vs occlusion (LeNet, {len(xs)} images), mean Spearman: window-smoothed saliency "
+          f"{matched.mean():.3f} (other images' maps, chance: {chance:.3f}); pixel-sharp saliency {raw:.3f} "
+          f"(chance {raw_chance:.3f})")
+    assert matched.mean() > chance + 0.1 and matched.mean() > 0.2
+    assert raw > raw_chance
 
 
 def test_model_randomization_changes_the_maps(lenet, lenet_maps):
@@ -261,7 +268,7 @@ def test_model_randomization_changes_the_maps(lenet, lenet_maps):
     rnd = sanity.randomize_weights(lenet, seed=17)
     assert not np.array_equal(rnd["conv1"].weight.data, lenet["conv1"].weight.data)
     sal_r = A.saliency(rnd, xs, target)
-    occ_r = A.occlusion(rnd, xs, target, window=7, stride=1)
+    occ_r = A.occlusion(rnd, xs, target, window=7, stride=1, baseline="blur")
     # the reference point: the same trained model's maps under a tiny input change stay put
     xn = xs + np.random.default_rng(18).normal(0, 1e-3, xs.shape).astype(xs.dtype)
     same = sanity.rank_correlation(sal, A.saliency(lenet, xn, target)).mean()
@@ -269,5 +276,6 @@ def test_model_randomization_changes_the_maps(lenet, lenet_maps):
     r_occ = sanity.rank_correlation(occ, occ_r).mean()
     print(f"\nmodel randomization (LeNet, {len(xs)} images), mean Spearman trained vs random weights: saliency "
           f"{r_sal:.3f}, occlusion {r_occ:.3f}; trained vs trained on inputs + N(0, 1e-3): saliency {same:.3f}")
-    assert same > 0.9
-    assert r_sal < same - 0.3 and r_occ < 0.6
+    # raw gradients of a ReLU net are jumpy (a 1e-3 nudge flips some units), hence ~0.8, not 1
+    assert same > 0.6
+    assert r_sal < 0.5 and r_sal < same - 0.3 and r_occ < 0.5

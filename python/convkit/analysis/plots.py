@@ -177,7 +177,7 @@ def plot_images_row(fig, gs_row, imgs, titles, colors=None):
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None and titles[j]:
-            ax.set_title(titles[j], fontsize=8)
+            ax.set_title(titles[j], fontsize=8, loc="left" if titles[j].endswith("space") else "center")
         if colors is not None and colors[j] is not None:
             for s in ax.spines.values():
                 s.set_edgecolor(colors[j])
@@ -193,22 +193,22 @@ def plot_neighbors(images, queries, pixel_idx, feature_idx, path, labels=None, c
     pi, fi = np.asarray(pixel_idx), np.asarray(feature_idx)
     k = pi.shape[1]
     name = (lambda c: class_names[c] if class_names is not None else str(c))
-    fig = _figure(1.0 * (2 * k + 2), 1.15 * len(q) + 0.6)
-    gs = fig.add_gridspec(len(q), 2 * k + 2, wspace=0.08, hspace=0.35)
+    # columns: query | gap | k pixel-space neighbours | gap | k feature-space neighbours
+    ratios = [1, 0.35] + [1] * k + [0.35] + [1] * k
+    fig = _figure(1.0 * (2 * k + 2), 1.2 * len(q) + 0.7)
+    gs = fig.add_gridspec(len(q), len(ratios), width_ratios=ratios, wspace=0.08, hspace=0.4)
+    lab = None if labels is None else np.asarray(labels)
     for r, qi in enumerate(q):
-        cells = [gs[r, 0]] + [gs[r, 2 + j] for j in range(k)] + [gs[r, 2 + k + j] for j in range(k)]
-        # column 1 is left empty as a gap between the query and the pixel neighbours
+        cells = [gs[r, 0]] + [gs[r, 2 + j] for j in range(k)] + [gs[r, 3 + k + j] for j in range(k)]
         ims = [imgs[qi]] + [imgs[j] for j in pi[r]] + [imgs[j] for j in fi[r]]
-        if labels is not None:
-            lab = np.asarray(labels)
-            titles = [f"query: {name(lab[qi])}"] + [""] * (2 * k)
+        titles = [""] * (2 * k + 1)
+        cols = None
+        if lab is not None:
+            titles[0] = f"query: {name(lab[qi])}"
             cols = [None] + ["#1a9850" if lab[j] == lab[qi] else "#d73027" for j in list(pi[r]) + list(fi[r])]
-        else:
-            titles, cols = None, None
         if r == 0:
-            titles = list(titles) if titles else [""] * (2 * k + 1)
-            titles[1] = "pixel space " + (titles[1] or "")
-            titles[1 + k] = "feature space " + (titles[1 + k] or "")
+            titles[1] = "pixel space"
+            titles[1 + k] = "feature space"
         plot_images_row(fig, cells, ims, titles, cols)
     fig.suptitle(title, fontsize=11)
     return save(fig, path)
@@ -239,8 +239,8 @@ def plot_attributions(images, maps: dict, path, titles=None, alpha: float = 0.5,
     imgs = to_display(images)
     n = imgs.shape[0]
     names = list(maps)
-    fig = _figure(1.6 * (1 + 2 * len(names)), 1.7 * n + 0.4)
-    gs = fig.add_gridspec(n, 1 + 2 * len(names), wspace=0.05, hspace=0.3)
+    fig = _figure(1.6 * (1 + 2 * len(names)), 1.8 * n + 0.4)
+    gs = fig.add_gridspec(n, 1 + 2 * len(names), wspace=0.05, hspace=0.45)
     layers = {nm: (overlay(images, maps[nm], alpha, cmap), colorize(maps[nm], cmap)) for nm in names}
     for r in range(n):
         ims = [imgs[r]]

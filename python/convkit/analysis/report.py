@@ -156,30 +156,34 @@ def analyze(out, model=None, images=None, labels=None, class_names=None, *, quic
         att = rng.choice(n_ret, n_att, replace=False)
         xa = x_ret[att]
         win = max(2, min(xa.shape[2], xa.shape[3]) // 4)
-        occ = occlusion_map(model, xa, None, window=win, stride=max(1, win // 4), device=device,
-                                  progress=progress)
+        occ = occlusion_map(model, xa, None, window=win, stride=max(1, win // 4), baseline="blur", device=device,
+                            progress=progress)
         sal = saliency_map(model, xa, None, device=device)
         pred = logits[att].argmax(1)
         titles = [f"{names[y_ret[i]]}\n(pred {names[p]})" for i, p in zip(att, pred)]
         pngs["attributions"] = plots.plot_attributions(xa, {"occlusion": occ, "saliency": sal},
                                                        out / "attributions.png", titles)
-        num["occlusion"] = {"window": win, "stride": max(1, win // 4), "baseline": 0.0, "output": "prob"}
+        num["occlusion"] = {"window": win, "stride": max(1, win // 4), "baseline": "blur", "output": "prob"}
 
     with _timed(times, "sanity"):
         si = rng.choice(n_ret, n_sanity, replace=False)
         xs = x_ret[si]
-        w = num["occlusion"]["window"]
-        occ_s = occlusion_map(model, xs, None, window=w, stride=max(1, w // 4), device=device)
+        w, st = num["occlusion"]["window"], num["occlusion"]["stride"]
+        occ_s = occlusion_map(model, xs, None, window=w, stride=st, baseline="blur", device=device)
         sal_s = saliency_map(model, xs, None, device=device)
-        agree = sanity.map_similarity(sal_s, occ_s)
+        # saliency is pixel-sharp, occlusion sees windows: compare at the occlusion map's resolution
+        agree = sanity.map_similarity(sanity.window_smooth(sal_s, w, st), occ_s)
+        agree_raw = sanity.map_similarity(sal_s, occ_s)
         rnd = sanity.randomize_weights(model, seed=seed)
         target = logits[si].argmax(1)
         sal_r = saliency_map(rnd, xs, target, device=device)
-        occ_r = occlusion_map(rnd, xs, target, window=w, stride=max(1, w // 4), device=device)
+        occ_r = occlusion_map(rnd, xs, target, window=w, stride=st, baseline="blur", device=device)
         num["sanity"] = {
             "n": int(n_sanity),
             "saliency_vs_occlusion_rank_correlation": agree["rank_correlation"],
             "saliency_vs_occlusion_chance": agree["chance"],
+            "saliency_unsmoothed_vs_occlusion_rank_correlation": agree_raw["rank_correlation"],
+            "saliency_unsmoothed_vs_occlusion_chance": agree_raw["chance"],
             "randomization_saliency_rank_correlation": float(sanity.rank_correlation(sal_s, sal_r).mean()),
             "randomization_occlusion_rank_correlation": float(sanity.rank_correlation(occ_s, occ_r).mean()),
         }
@@ -225,13 +229,18 @@ def markdown(num: dict) -> str:
     lines += [f"![{k}]({v})" for k, v in num["images"].items() if k.startswith(("filters", "activations"))]
     o = num["occlusion"]
     lines += ["", "## Occlusion and saliency", "",
-              f"Occlusion: {o['window']}x{o['window']} window, stride {o['stride']}, baseline {o['baseline']}, "
-              f"drop of the predicted class probability. Saliency: max over channels of |d logit / d pixel|.", "",
+              f"Occlusion: {o['window']}x{o['window']} window, stride {o['stride']}, baseline {o['baseline']} (the window "
+              f"replaced by a Gaussian blur of the image), drop of the predicted class probability. Saliency: max over channels of |d logit / d pixel|.", "",
               "![attributions](" + num["images"]["attributions"] + ")", "",
               f"## Sanity checks ({s['n']} images)", "",
               "| check | mean Spearman rank correlation |", "| --- | --- |",
-              f"| saliency vs occlusion, same image | {s['saliency_vs_occlusion_rank_correlation']:.3f} |",
-              f"| saliency vs occlusion, other images (chance) | {s['saliency_vs_occlusion_chance']:.3f} |",
+              f"| saliency (window-smoothed) vs occlusion, same image | {s['saliency_vs_occlusion_rank_correlation']:.3f} |",
+              f"| saliency (window-smoothed) vs occlusion, other images (chance) | "
+              f"{s['saliency_vs_occlusion_chance']:.3f} |",
+              f"| saliency (pixel-sharp) vs occlusion, same image | "
+              f"{s['saliency_unsmoothed_vs_occlusion_rank_correlation']:.3f} |",
+              f"| saliency (pixel-sharp) vs occlusion, other images (chance) | "
+              f"{s['saliency_unsmoothed_vs_occlusion_chance']:.3f} |",
               f"| saliency, trained vs random weights | {s['randomization_saliency_rank_correlation']:.3f} |",
               f"| occlusion, trained vs random weights | {s['randomization_occlusion_rank_correlation']:.3f} |", "",
               "![randomization](" + num["images"]["randomization"] + ")", "",

@@ -53,6 +53,32 @@ def chance_rank_correlation(a, b, shifts: int = 5) -> float:
     return float(np.mean(vals))
 
 
+def window_smooth(maps, window, stride=1, cover_edges: bool = True) -> np.ndarray:
+    """Maps [N, H, W] seen at an occlusion map's resolution: every window position gets the mean of
+    the map inside it, and every pixel the mean over the windows that cover it (exactly how
+    occlusion turns per-window drops into a pixel map). Use it before comparing a pixel-sharp
+    saliency map with an occlusion map of the same window and stride."""
+    from .occlusion import window_positions
+    from ._util import as_images, as_pair
+
+    m = as_images(maps, "window_smooth", "maps", ndim=3).astype(np.float64)
+    n, h, w = m.shape
+    wh, ww = as_pair(window, "window_smooth", "window")
+    sh, sw = as_pair(stride, "window_smooth", "stride")
+    if wh > h or ww > w:
+        raise ValueError(f"window_smooth: window {wh}x{ww} is larger than the maps {h}x{w}")
+    ii = np.zeros((n, h + 1, w + 1))
+    ii[:, 1:, 1:] = m.cumsum(1).cumsum(2)  # integral image: window sums in O(1)
+    total = np.zeros((n, h, w))
+    count = np.zeros((h, w))
+    for y0 in window_positions(h, wh, sh, cover_edges):
+        for x0 in window_positions(w, ww, sw, cover_edges):
+            s = ii[:, y0 + wh, x0 + ww] - ii[:, y0, x0 + ww] - ii[:, y0 + wh, x0] + ii[:, y0, x0]
+            total[:, y0:y0 + wh, x0:x0 + ww] += (s / (wh * ww))[:, None, None]
+            count[y0:y0 + wh, x0:x0 + ww] += 1
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
 def randomize_weights(model, layers=None, seed: int = 0):
     """A deep copy of `model` whose parameters (all, or those of the named `layers`) are replaced by
     Gaussian noise with each array's own standard deviation (zero arrays, e.g. fresh biases, stay
@@ -85,4 +111,4 @@ def map_similarity(maps_a, maps_b) -> dict:
             "n": int(np.asarray(maps_a).shape[0])}
 
 
-__all__ = ["chance_rank_correlation", "map_similarity", "randomize_weights", "rank_correlation"]
+__all__ = ["chance_rank_correlation", "map_similarity", "randomize_weights", "rank_correlation", "window_smooth"]
