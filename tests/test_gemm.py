@@ -218,6 +218,31 @@ def test_generic_isa_path():
     assert "generic ok" in r.stdout
 
 
+FEWER_THREADS_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import convkit
+    import test_gemm as t
+    convkit.set_num_threads(4)
+    rng = np.random.default_rng(0)
+    for M, N, K, ta, tb in [(130, 250, 70, False, True), (400, 20, 90, True, False), (1, 5000, 300, False, True),
+                            (1, 3000, 200, True, False), (3000, 1, 200, False, False), (300, 500, 1, False, False)]:
+        t.run_gemm(rng, np.float32, M, N, K, ta, tb, alpha=1.0, beta=0.5, threads=4)
+    print("fewer threads ok")
+""")
+
+
+def test_fewer_threads_than_asked():
+    """OpenMP may grant fewer threads than a parallel region asks for (OMP_THREAD_LIMIT, or inside
+    another parallel region): every part of the split must still be computed."""
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    script = FEWER_THREADS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "fewer threads ok" in r.stdout
+
+
 def test_bad_input():
     f32 = np.ones(64, np.float32)
     g = _core._gemm
