@@ -276,7 +276,7 @@ void run_threads(int nt, F&& f) {
   if (err) std::rethrow_exception(err);
 }
 
-// How many threads a problem of `flops` multiply-adds deserves (about 256k each, at least).
+// How many threads `work` multiply-adds deserve (at least about 256k each), at most max_parts.
 inline int threads_for(int threads, double work, int64_t max_parts) {
   int nt = threads > 0 ? threads : num_threads();
   const double per_thread = 262144.0;
