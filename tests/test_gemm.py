@@ -156,6 +156,15 @@ def test_random_shapes(M, N, K, ta, tb, pads, ab, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 0])
+def test_several_cache_blocks(dtype, threads):
+    # N past NC (3072 columns per B block) on one thread, M past MC, K past KC, each with a tail
+    rng = np.random.default_rng(17)
+    for (M, N, K), ta, tb in itertools.product([(7, 3200, 20), (300, 9, 530)], [False, True], [False, True]):
+        run_gemm(rng, dtype, M, N, K, ta, tb, alpha=0.5, beta=-1.0, pad=(1, 0, 3), threads=threads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_alpha_zero_and_k_zero_never_read_a_b(dtype):
     # alpha == 0 or K == 0: C = beta * C, A and B are not read (they hold NaN here)
     A = np.full(12, np.nan, dtype)
