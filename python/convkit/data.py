@@ -334,6 +334,9 @@ def load_samples():
         return f["images"].copy(), f["labels"].astype(np.int64)
 
 
+sample_images = load_samples  # alias
+
+
 def write_samples(path=SAMPLES, n: int = 500, dataset: Dataset | None = None) -> Path:
     """Write the first n Fashion-MNIST test images and labels as the shipped samples (uint8 npz)."""
     ds = dataset or load_fashion_mnist()
@@ -385,4 +388,4 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 
 __all__ = ["DataError", "Dataset", "FASHION_MNIST_CLASSES", "batches", "download", "download_fashion_mnist",
            "find_dataset", "load_digits", "load_fashion_mnist", "load_idx_dataset", "load_mnist", "load_samples",
-           "parse_idx", "read_idx", "to_float", "write_idx"]
+           "parse_idx", "read_idx", "sample_images", "to_float", "write_idx", "write_samples"]

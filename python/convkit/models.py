@@ -189,6 +189,9 @@ def lenet5_fashion_mnist(dtype=np.float32) -> Sequential:
     return model.eval()
 
 
+pretrained_lenet5 = lenet5_fashion_mnist  # alias
+
+
 MODELS = {"lenet5": lenet5, "alexnet": alexnet, "alexnet_torchvision": alexnet_torchvision, "vgg19": vgg19}
 
 
@@ -199,4 +202,5 @@ def get(name: str, **kwargs) -> Sequential:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "alexnet", "alexnet_torchvision", "get", "lenet5", "lenet5_fashion_mnist", "vgg19"]
+__all__ = ["MODELS", "alexnet", "alexnet_torchvision", "get", "lenet5", "lenet5_fashion_mnist", "pretrained_lenet5",
+           "vgg19"]

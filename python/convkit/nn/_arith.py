@@ -1,16 +1,16 @@
 """The few elementwise helpers the Python layer needs, on numpy arrays and DeviceArray.
 
 Layer arithmetic runs in convkit.functional's kernels; this module only accumulates gradients and
-does optimizer updates. numpy arrays are updated in place. DeviceArray uses its own operators and
-fused update ops when the build provides them (branch `cuda`), and otherwise a host round trip,
-which is correct but slow: every DeviceArray path goes through the functions below, so switching to
-the device ops is a change here and nowhere else.
+does optimizer updates. numpy arrays are updated in place. DeviceArray uses its own operators when
+the build provides them (branch `cuda`), and otherwise a host round trip, which is correct but slow.
+The optimizer updates use convkit.device.sgd_update / adam_update (one fused kernel, CPU and CUDA)
+when present, else numpy in place. Every such path goes through the functions below.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from .. import device as _device
 from ..device import DeviceArray
 
 
@@ -70,9 +70,10 @@ def sgd_update(p, g, buf, lr: float, momentum: float, dampening: float, nesterov
         p <- p - lr * g
     buf (same shape as p, or None when momentum == 0) is updated in place.
     """
-    fused = getattr(_core, "sgd_update", None)
-    if fused is not None and isinstance(p, DeviceArray):  # pragma: no cover - needs the cuda branch
-        fused(p, g, buf, lr, momentum, dampening, nesterov, weight_decay, first)
+    fused = getattr(_device, "sgd_update", None)
+    if fused is not None:  # the fused kernel (numpy and DeviceArray), once the build has it
+        fused(p, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+              nesterov=nesterov, first_step=first)
         return
     dev = isinstance(p, DeviceArray)
     P, G = _host(p), _host(g)
@@ -101,9 +102,10 @@ def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, w
         m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     """
-    fused = getattr(_core, "adam_update", None)
-    if fused is not None and isinstance(p, DeviceArray):  # pragma: no cover - needs the cuda branch
-        fused(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled)
+    fused = getattr(_device, "adam_update", None)
+    if fused is not None:  # the fused kernel (numpy and DeviceArray), once the build has it
+        fused(p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+              decoupled=decoupled)
         return
     dev = isinstance(p, DeviceArray)
     P, G, M, V = _host(p), _host(g), _host(m), _host(v)
