@@ -48,6 +48,19 @@ def add(a, b):
     return DeviceArray.from_numpy(np.ascontiguousarray(a.to_numpy() + _host(b)))
 
 
+def affine_channels(x, scale: np.ndarray, shift: np.ndarray):
+    """y[n, c, ...] = x[n, c, ...] * scale[c] + shift[c] (new array on x's device, x's dtype)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    s = scale.astype(x.dtype).reshape(shape)
+    b = shift.astype(x.dtype).reshape(shape)
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x * s + b)
+    if hasattr(DeviceArray, "__mul__"):
+        return x * DeviceArray.from_numpy(np.ascontiguousarray(np.broadcast_to(s, x.shape))) + \
+            DeviceArray.from_numpy(np.ascontiguousarray(np.broadcast_to(b, x.shape)))
+    return DeviceArray.from_numpy(np.ascontiguousarray(x.to_numpy() * s + b))
+
+
 def full_like_rows(like, n: int, value: float):
     """A 1-D array of n copies of value, with like's dtype and device."""
     a = np.full(n, value, dtype=like.dtype)
