@@ -124,11 +124,18 @@ def write_idx(path, array: np.ndarray, compress: bool | None = None) -> None:
     _atomic_write(path, gzip.compress(data, mtime=0) if compress else data)
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -213,6 +220,7 @@ def download(url: str, dest, sha256: str | None = None, content_sha256: str | No
             if sha256_of(content) != content_sha256.lower():
                 raise DataError(f"download of {url}: SHA-256 of the content mismatch (got {sha256_of(content)}, "
                                 f"expected {content_sha256}); the file was discarded")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

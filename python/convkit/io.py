@@ -50,6 +50,12 @@ def _state_of(obj) -> "OrderedDict[str, np.ndarray]":
     raise TypeError(f"expected a convkit.nn.Module or a mapping of name -> array, got {type(obj).__name__}")
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write data to path through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
@@ -60,6 +66,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
