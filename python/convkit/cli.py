@@ -38,6 +38,7 @@ def _add_bench(sub):
 
 # Each entry adds one subcommand to the parser; other modules append theirs here.
 _COMMANDS = [_add_info, _add_bench]
+_COMMANDS.append(lambda sub: __import__("convkit.attacks.cli", fromlist=["_"]).add_parser(sub))  # convkit attack
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,18 +56,23 @@ def project(x_adv: np.ndarray, x: np.ndarray, eps: float, norm: str, bounds) -> 
         return np.clip(x_adv, *linf_box(x, eps, bounds))
     lo_, hi_ = np.asarray(lo, dt), np.asarray(hi, dt)
     x64 = x.astype(np.float64)
-    out = np.asarray(x_adv, dt)
-    shrink = 1.0
-    for _ in range(20):  # almost always one pass; float32 rounding of x + d may need a second, tighter one
+    # scale d = x_adv - x into the ball, then clip to the box (x is inside it, so clipping only
+    # shrinks |d| componentwise): the usual order (Madry et al.), in float64
+    d = np.asarray(x_adv, np.float64) - x64
+    n = per_image_norm(d)
+    d *= np.where(n > eps, eps / np.maximum(n, 1e-300), 1.0)
+    out = np.clip((x64 + d).astype(dt), lo_, hi_)
+    tiny = 4.0 * float(np.finfo(dt).eps)
+    shrink = 1.0 - tiny
+    for _ in range(20):  # rounding x + d to float32 can leave it a hair outside: pull those back in
         d = out.astype(np.float64) - x64
         n = per_image_norm(d)
         over = n.reshape(-1) > eps
         if not over.any():
             return out
         out = out.copy()
-        scale = eps / np.maximum(n[over], 1e-300) * shrink
-        out[over] = np.clip((x64[over] + d[over] * scale).astype(dt), lo_, hi_)
-        shrink *= 1.0 - 1e-6
+        out[over] = np.clip((x64[over] + d[over] * (eps / n[over] * shrink)).astype(dt), lo_, hi_)
+        shrink *= 1.0 - 4.0 * tiny
     out[over] = x[over]  # unreachable in practice; never return a point outside the ball
     return out
 
@@ -134,18 +139,34 @@ def pgd(model, x, labels=None, *, eps, norm: str = "linf", steps: int = 10, step
     cls = s.classes
     iterations = np.full(n, steps, np.int64)
     active = np.arange(n)
+    box = linf_box(x, eps, am.bounds) if norm == "linf" else None
+    a32 = np.asarray(step_size, x.dtype)
     with progress_bar(steps, f"pgd-{norm} eps={eps:g}", progress) as bar:
         for t in range(steps):
-            xa = x_adv[active]
-            z, g = s.am.value_and_grad(xa, lambda z, rows: objective(z, cls[active[rows]], loss, s.targeted)[1])
+            full = active.size == n  # every image still moving: no gathers and scatters
+            xa = x_adv if full else x_adv[active]
+            z, g = am.value_and_grad(xa, lambda z, rows: objective(z, cls[active[rows]], loss, s.targeted)[1])
             if early_stop:
                 done = fooled(np.argmax(z, axis=1), s, active)
-                iterations[active[done]] = t
-                keep = ~done
-                active, xa, g = active[keep], xa[keep], g[keep]
-                if active.size == 0:
-                    break
-            x_adv[active] = project(step(xa, g, step_size, norm), x[active], eps, norm, am.bounds)
+                if done.any():
+                    iterations[active[done]] = t
+                    keep = ~done
+                    active, xa, g = active[keep], xa[keep], g[keep]
+                    full = False
+                    if active.size == 0:
+                        break
+            if norm == "linf":
+                new = np.sign(g)
+                new *= a32
+                new += xa
+                lower, upper = box if full else (box[0][active], box[1][active])
+                np.clip(new, lower, upper, out=new)
+            else:
+                new = project(step(xa, g, step_size, norm), x if full else x[active], eps, norm, am.bounds)
+            if full:
+                x_adv = new
+            else:
+                x_adv[active] = new
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(active=int(active.size))
