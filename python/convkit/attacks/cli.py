@@ -42,7 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--step-size", type=float, default=None, help="per-step size in pixel units")
     p.add_argument("--target", default=None,
                    help="target class (an int) for a targeted attack; fooling: an int or 'all'")
-    p.add_argument("--patch-size", type=int, default=8)
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="fooling: keep going until the target has at least this probability")
+    p.add_argument("--patch-size", type=int, default=0, help="patch side in pixels (default: patch 8, "
+                                                             "universal-patch 12)")
     p.add_argument("--random-start", action="store_true", help="pgd/sweep: start from a random point of the ball")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=int, default=4, help="images in the picture")
@@ -110,8 +113,8 @@ def _atomic_text(path: str, text: str) -> None:
 
 
 def run(args) -> int:
-    from . import (AttackModel, class_visualization, every_target, fgsm, fooling_images, patch_attack, pgd,
-                   robustness_sweep, universal_patch)
+    from . import (AttackModel, class_visualization, evaluate_patch, every_target, fgsm, fooling_images,
+                   patch_attack, pgd, robustness_sweep, universal_patch)
     from . import plots
 
     t0 = time.perf_counter()
@@ -159,15 +162,26 @@ def run(args) -> int:
             else:
                 tgt = np.full(x.shape[0], int(args.target), np.int64)
             x_adv, res = fooling_images(am, x, tgt, steps=args.steps or 100, step_size=args.step_size or 0.1,
-                                        labels=labels, progress=True)
+                                        min_confidence=args.min_confidence, labels=labels, progress=True)
         elif method == "patch":
-            x_adv, res = patch_attack(am, x, labels, size=args.patch_size, steps=args.steps or 100,
+            x_adv, res = patch_attack(am, x, labels, size=args.patch_size or 8, steps=args.steps or 100,
                                       step_size=args.step_size or 0.05, seed=args.seed, progress=True, **common)
         elif method == "universal-patch":
-            x_adv, res = universal_patch(am, x, labels, size=args.patch_size, steps=args.steps or 300,
-                                         step_size=args.step_size or 0.02, seed=args.seed, progress=True,
-                                         **common)
-            pictures.append(plots.plot_images(res.extras["patch"][None], os.path.join(args.out, "patch.png"),
+            # optimize on the first half, then paste at random places on the second half (held out)
+            half = x.shape[0] // 2
+            if half < 1:
+                raise ValueError("universal-patch needs at least 2 images (--n 2 or more)")
+            _, fit = universal_patch(am, x[:half], labels[:half], size=args.patch_size or 12,
+                                     steps=args.steps or 300, step_size=args.step_size or 0.05, seed=args.seed,
+                                     progress=True, **({} if not targeted else {"targeted": True,
+                                                                                 "target": target}))
+            x, labels = x[half:], labels[half:]
+            x_adv, res = evaluate_patch(am, x, labels, fit.extras["patch"], seed=args.seed + 1, **common)
+            report["fit"] = fit.to_dict()
+            md += [f"Universal patch optimized on {half} images (success there {fit.success_rate:.3f}), "
+                   f"evaluated on {x.shape[0]} other images at random places:", ""]
+            pictures.append(plots.plot_images(res.extras["patch"][None],
+                                              os.path.join(args.out, "universal-patch-alone.png"),
                                               ["universal patch"], ncols=1))
         else:  # sweep
             eps_list = [float(e) for e in args.eps_list.split(",") if e.strip()]
@@ -181,7 +195,7 @@ def run(args) -> int:
                    f"random start {sw.settings['random_start']}.", "", sw.table(), ""]
             res = None
         if res is not None:
-            show = _pick(res, args.show)
+            show = _pick(res, args.show, stride=9 if method == "fooling" and args.target in (None, "all") else 1)
             pictures.append(plots.plot_adversarial(x, x_adv, res, os.path.join(args.out, f"{method}.png"),
                                                    class_names=names, indices=show))
             report["result"] = res.to_dict(per_image=x.shape[0] <= 1000)
@@ -197,7 +211,17 @@ def run(args) -> int:
     return 0
 
 
-def _pick(res, k: int):
-    """Up to k images to show: successes first (the interesting ones), then the rest."""
-    order = np.concatenate([np.flatnonzero(res.success), np.flatnonzero(~res.success)])
-    return list(order[:max(1, k)])
+def _pick(res, k: int, stride: int = 1):
+    """Up to k images to show: real successes first (fooled images the model had right, or targeted
+    hits), then other successes, then the rest. stride > 1 (fooling: 9 targets per image) shows image
+    i with its (i mod stride)-th target, so that the rows show different images."""
+    k = max(1, k)
+    if stride > 1:
+        rows = [stride * i + (i % stride) for i in range(k) if stride * i + (i % stride) < len(res)]
+        if rows:
+            return rows
+    real = res.success.copy()
+    if not res.targeted and res.labels is not None:
+        real &= res.orig_pred == res.labels
+    order = np.concatenate([np.flatnonzero(real), np.flatnonzero(res.success & ~real), np.flatnonzero(~res.success)])
+    return list(order[:k])

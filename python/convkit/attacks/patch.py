@@ -206,7 +206,7 @@ def evaluate_patch(model, x, labels=None, patch=None, *, locations=None, seed: i
                          np.zeros(x.shape[0], np.int64), extras={"patch": p, "locations": np.asarray(locations)})
 
 
-def universal_patch(model, x, labels=None, *, size, steps: int = 200, step_size: float = 0.02,
+def universal_patch(model, x, labels=None, *, size, steps: int = 200, step_size: float = 0.05,
                     batch_size: int = 64, targeted: bool = False, target=None, loss: str = "ce", seed: int = 0,
                     progress: bool = False):
     """One patch that fools the model wherever it is pasted. Returns (x_adv, AttackResult).

@@ -50,6 +50,14 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
+def describe(result) -> str:
+    """A one-line title: the attack, its main settings, targeted or not."""
+    keys = ("eps", "norm", "steps", "step_size", "patch_size", "min_confidence")
+    p = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.params.items()
+                  if k in keys and v is not None)
+    return f"{result.attack} ({'targeted' if result.targeted else 'untargeted'}{', ' + p if p else ''})"
+
+
 def plot_adversarial(x, x_adv, result, path: str, class_names=None, indices=None, max_images: int = 4,
                      amplify: float = 10.0, title: str | None = None) -> str:
     """Original | adversarial | difference | amplify x difference, one row per image. Returns path."""
@@ -81,8 +89,7 @@ def plot_adversarial(x, x_adv, result, path: str, class_names=None, indices=None
             ax.set_title(label, fontsize=8.5, color="firebrick" if (c == 1 and result.success[i]) else "black")
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(title or f"{result.attack}: {', '.join(f'{k}={v}' for k, v in result.params.items() if k in ('eps', 'norm', 'steps'))}",
-                 fontsize=10)
+    fig.suptitle(title or describe(result), fontsize=10)
     _save(fig, path)
     plt.close(fig)
     return path
