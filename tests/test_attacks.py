@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import convkit
 from convkit import attacks as A
 from convkit import nn
 from convkit.testing import assert_close, assert_raises, check_gradients
@@ -492,7 +491,8 @@ def _bad_cases(net, x, y):
         (ValueError, r"AttackModel: mean has 2 values but the images have 1 channels",
          lambda: A.fgsm(A.AttackModel(net, mean=[0.1, 0.2]), x, y, eps=0.1)),
         (TypeError, r"AttackModel: model must be a convkit network", lambda: A.AttackModel(42)),
-        (TypeError, r"fgsm: this attack needs input gradients", lambda: A.fgsm(lambda a: net.forward(a), x, y, eps=0.1)),
+        (TypeError, r"fgsm: this attack needs input gradients",
+         lambda: A.fgsm(lambda a: net.forward(a), x, y, eps=0.1)),
         (ValueError, r"the model must return logits of shape \[N, K\]",
          lambda: A.evaluate_patch(lambda a: a, x, y, np.zeros((1, 2, 2)))),
         (ValueError, r"fooling_images: min_confidence must be < 1",
@@ -507,7 +507,8 @@ def _bad_cases(net, x, y):
         (ValueError, r"patch_attack: box \(top=6, left=0, height=4, width=2\) must be non-empty and inside",
          lambda: A.patch_attack(net, x, y, box=(6, 0, 4, 2))),
         (ValueError, r"patch_attack: patch size \(9, 9\) does not fit", lambda: A.patch_attack(net, x, y, size=9)),
-        (ValueError, r"patch_attack: mask must hold only 0 and 1", lambda: A.patch_attack(net, x, y, mask=np.full((8, 8), 0.5))),
+        (ValueError, r"patch_attack: mask must hold only 0 and 1",
+         lambda: A.patch_attack(net, x, y, mask=np.full((8, 8), 0.5))),
         (ValueError, r"patch_attack: mask is empty", lambda: A.patch_attack(net, x, y, mask=np.zeros((8, 8)))),
         (ValueError, r"patch_attack: mask must have shape", lambda: A.patch_attack(net, x, y, mask=np.ones((7, 8)))),
         (ValueError, r"patch_attack: location must be 'random' or 'center'",
@@ -523,7 +524,8 @@ def _bad_cases(net, x, y):
         (ValueError, r"robustness_sweep: FGSM is an L-inf attack",
          lambda: A.robustness_sweep(net, x, y, norm="l2")),
         (ValueError, r"robustness_sweep: eps must be >= 0", lambda: A.robustness_sweep(net, x, y, eps=(0.1, -0.1))),
-        (ValueError, r"robustness_sweep: attacks must be drawn from", lambda: A.robustness_sweep(net, x, y, attacks=("cw",))),
+        (ValueError, r"robustness_sweep: attacks must be drawn from",
+         lambda: A.robustness_sweep(net, x, y, attacks=("cw",))),
     ]
 
 

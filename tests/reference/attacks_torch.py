@@ -1,46 +1,7 @@
-"""The same attacks written with PyTorch autograd, on a torch copy of a convkit network (test and
-benchmark reference only; torch is never needed by convkit itself).
-
-to_torch(model) copies a convkit Sequential of Conv2d / ReLU / MaxPool2d / LocalResponseNorm /
-Flatten / Linear / Dropout layers into torch.nn.Sequential with the same weights (and dtype).
+"""The same attacks written with PyTorch autograd, run on a torch copy of a convkit network
+(convkit.io.to_torch). Test and benchmark reference only; convkit itself never needs torch.
 """
-import numpy as np
 import torch
-
-
-def to_torch(model):
-    from convkit import nn
-    from convkit.device import to_numpy
-
-    layers = []
-    for name in model.names:
-        m = model[name]
-        if isinstance(m, nn.Conv2d):
-            t = torch.nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                                m.groups, bias=m.bias is not None)
-            t.weight.data = torch.from_numpy(np.array(to_numpy(m.weight.data)))
-            if m.bias is not None:
-                t.bias.data = torch.from_numpy(np.array(to_numpy(m.bias.data)))
-        elif isinstance(m, nn.Linear):
-            w = to_numpy(m.weight.data)
-            t = torch.nn.Linear(w.shape[1], w.shape[0], bias=m.bias is not None)
-            t.weight.data = torch.from_numpy(np.array(w))
-            if m.bias is not None:
-                t.bias.data = torch.from_numpy(np.array(to_numpy(m.bias.data)))
-        elif isinstance(m, nn.ReLU):
-            t = torch.nn.ReLU()
-        elif isinstance(m, nn.MaxPool2d):
-            t = torch.nn.MaxPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
-        elif isinstance(m, nn.LocalResponseNorm):
-            t = torch.nn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
-        elif isinstance(m, nn.Flatten):
-            t = torch.nn.Flatten()
-        elif isinstance(m, nn.Dropout):
-            t = torch.nn.Dropout(m.p)
-        else:
-            raise TypeError(f"to_torch: no torch twin for layer {name!r} ({type(m).__name__})")
-        layers.append(t)
-    return torch.nn.Sequential(*layers).eval()
 
 
 def objective(z, c, loss, targeted):

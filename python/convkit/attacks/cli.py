@@ -136,7 +136,6 @@ def run(args) -> int:
     if method == "visualize":
         steps = args.steps or 200
         k = len(names) if names else 10
-        x = np.zeros((0,))
         imgs, res = class_visualization(am, list(range(k)), shape=(1, 28, 28), steps=steps,
                                         step_size=args.step_size or 0.1, seed=args.seed, progress=True)
         titles = [f"{names[t] if names else t}\n->{names[p] if names else p} {c:.2f}"

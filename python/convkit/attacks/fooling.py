@@ -23,7 +23,7 @@ import numpy as np
 from . import _checks as C
 from ._common import per_image_norm, progress_bar, setup
 from .losses import objective
-from .model import as_attack_model
+from .model import as_attack_model, probabilities
 from .result import finish
 
 
@@ -78,7 +78,6 @@ def fooling_images(model, x, target, *, steps: int = 100, step_size: float = 0.1
     def reached(z, rows):
         hit = np.argmax(z, axis=1) == tgt[rows]
         if min_confidence is not None:
-            from .model import probabilities
             hit &= probabilities(z)[np.arange(z.shape[0]), tgt[rows]] >= min_confidence
         return hit
 

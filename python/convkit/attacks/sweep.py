@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from . import _checks as C
 from .fgsm import fgsm
 from .model import as_attack_model
