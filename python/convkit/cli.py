@@ -36,8 +36,11 @@ def _add_bench(sub):
     p.set_defaults(func=lambda a: __import__("convkit.bench", fromlist=["main"]).main(a.rest))
 
 
+from .summary import add_cli as _add_summary  # noqa: E402
+from .train import add_cli as _add_train  # noqa: E402
+
 # Each entry adds one subcommand to the parser; other modules append theirs here.
-_COMMANDS = [_add_info, _add_bench]
+_COMMANDS = [_add_info, _add_bench, _add_train, _add_summary]
 
 
 def build_parser() -> argparse.ArgumentParser:
