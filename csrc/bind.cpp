@@ -9,6 +9,7 @@
 #include "bind_util.h"
 #include "convkit/parallel.h"
 #include "convkit/runtime.h"
+#include "gemm/gemm.h"
 #include "ops/activation.h"
 #include "ops/conv2d.h"
 #include "ops/linear.h"
@@ -320,6 +321,39 @@ void bind_runtime(py::module_& m) {
   m.def("set_cuda_stream", [](uintptr_t s) { set_cuda_stream(reinterpret_cast<void*>(s)); }, arg("stream"));
 }
 
+// Test hook (tests/test_gemm.py): C = alpha * op(A) @ op(B) + beta * C through convkit::gemm, with
+// A, B, C C-contiguous numpy buffers of one float dtype viewed as strided row-major matrices (lda,
+// ldb, ldc); C is updated in place. Checks that each buffer holds what the strides reach.
+void bind_gemm_test_hook(py::module_& m) {
+  m.def("_gemm", [](bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, py::object A,
+                    int64_t lda, py::object B, int64_t ldb, double beta, py::object C, int64_t ldc, int threads) {
+    const char* op = "_gemm";
+    Tensor ta = as_tensor(A, op, "A"), tb = as_tensor(B, op, "B"), tc = as_tensor(C, op, "C", true);
+    CONVKIT_CHECK(ta.device == Device::CPU && tb.device == Device::CPU && tc.device == Device::CPU, op,
+                  ": A, B and C must be numpy arrays");
+    check_float(ta, op, "A");
+    check_dtype(tb, ta.dtype, op, "B");
+    check_dtype(tc, ta.dtype, op, "C");
+    // Sizes and leading dimensions themselves are gemm's to check (it throws before any access).
+    auto check_holds = [&](const Tensor& t, const char* name, int64_t rows, int64_t cols, int64_t ld) {
+      if (rows <= 0 || cols <= 0 || ld < 1) return;
+      int64_t need = checked_mul(rows - 1, ld, op) + cols;
+      CONVKIT_CHECK(t.numel() >= need, op, ": ", name, " holds ", t.numel(), " elements, the strides reach ", need);
+    };
+    if (M > 0 && N > 0 && K > 0) {
+      check_holds(ta, "A", trans_a ? K : M, trans_a ? M : K, lda);
+      check_holds(tb, "B", trans_b ? N : K, trans_b ? K : N, ldb);
+    }
+    check_holds(tc, "C", M, N, ldc);
+    py::gil_scoped_release nogil;
+    CONVKIT_DISPATCH_FLOAT(ta.dtype, op, [&] {
+      gemm<scalar_t>(trans_a, trans_b, M, N, K, static_cast<scalar_t>(alpha), ta.ptr<scalar_t>(), lda,
+                     tb.ptr<scalar_t>(), ldb, static_cast<scalar_t>(beta), tc.ptr<scalar_t>(), ldc, threads);
+    });
+  }, arg("trans_a"), arg("trans_b"), arg("M"), arg("N"), arg("K"), arg("alpha"), arg("A"), arg("lda"), arg("B"),
+     arg("ldb"), arg("beta"), arg("C"), arg("ldc"), arg("threads") = 0);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -332,4 +366,5 @@ PYBIND11_MODULE(_core, m) {
   bind_linear(m);
   bind_activation(m);
   bind_softmax(m);
+  bind_gemm_test_hook(m);
 }

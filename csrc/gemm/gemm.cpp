@@ -1,0 +1,462 @@
+// gemm.cpp: convkit's GEMM (contract in gemm.h): argument checks, run-time kernel choice, the
+// cache-blocked packed driver, the portable microkernel, and matrix-vector paths.
+//
+// Paths, chosen from the shape (never from the thread count, so results do not depend on it):
+//   alpha == 0 or K == 0   C = beta * C (C not read when beta == 0)
+//   M == 1 or N == 1       matrix-vector: dot products or row sweeps straight from A/B, no packing
+//                          (memory-bound: one pass over the matrix, e.g. linear at batch 1)
+//   K == 1                 rank-1 update, C[i, j] = alpha * a[i] * b[j] (+ beta * C)
+//   otherwise              the packed, blocked driver below with the best microkernel for
+//                          convkit::cpu_isa(): AVX-512 12x32 / 12x16, AVX2+FMA 6x16 / 6x8, or the
+//                          portable 4x8 / 4x4 written in plain C++ (CONVKIT_ISA=generic forces it)
+//
+// Blocked driver (the BLIS loop order):
+//   for jc over N in NC columns:          B block  [KC x NC] packed into NR-wide micro-panels (L3)
+//     for pc over K in KC steps:          beta applies to the first K block only
+//       for ic over M in MC rows:         A block  [MC x KC] packed into MR-tall micro-panels (L2)
+//         for jr over NC in NR:           one B micro-panel stays in L1 ...
+//           for ir over MC in MR:         ... while the A micro-panels stream past it
+//             microkernel(MR x NR tile of C)
+// KC and MC are balanced (K = 257 runs as 2 blocks of 129, not 256 + 1); they depend only on K
+// and M. Threads split N (or M when it is the larger) into ranges aligned to NR (MR), each thread
+// running the driver on its part with its own packed buffers; every C element is computed by the
+// same sequence of operations whatever the thread count.
+//
+// Scratch: packed panels live in convkit::workspace slots 6 (A) and 7 (B) of the running thread;
+// callers of gemm must not hold buffers of their own in those two slots across a gemm call.
+#include "gemm/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+
+#include "convkit/parallel.h"
+#include "convkit/runtime.h"
+#include "convkit/tensor.h"
+#include "gemm/gemm_internal.h"
+
+namespace convkit {
+namespace {
+
+using gemm_detail::Ukernel;
+
+constexpr int kSlotA = 6;
+constexpr int kSlotB = 7;
+
+template <class T>
+struct Kernel {
+  Ukernel<T> fn;
+  int mr, nr;
+  int64_t mc, kc, nc;  // cache blocks: mc a multiple of mr, nc a multiple of nr
+};
+
+// ---- portable microkernel -------------------------------------------------------------------------
+// Plain loops over a local MR x NR accumulator; at -O3 the compiler unrolls them and keeps the
+// accumulators in vector registers (SSE2 on baseline x86-64, NEON on ARM).
+template <class T, int MR, int NR>
+void ukernel_portable(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc,
+                      T alpha, T beta) {
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const T ai = a[k * MR + i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[k * NR + j];
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    T* ci = c + i * ldc;
+    if (beta == T(0)) {
+      for (int j = 0; j < NR; ++j) ci[j] = alpha * acc[i][j];
+    } else {
+      for (int j = 0; j < NR; ++j) ci[j] = beta * ci[j] + alpha * acc[i][j];
+    }
+  }
+}
+
+template <class T> Kernel<T> pick_kernel();
+
+template <>
+Kernel<float> pick_kernel<float>() {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (cpu_isa()) {
+    case Isa::Avx512: return {gemm_detail::sgemm_ukernel_avx512_12x32, 12, 32, 144, 192, 3072};
+    case Isa::Avx2: return {gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072};
+    case Isa::Generic: break;
+  }
+#endif
+  return {ukernel_portable<float, 4, 8>, 4, 8, 128, 256, 3072};
+}
+
+template <>
+Kernel<double> pick_kernel<double>() {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (cpu_isa()) {
+    case Isa::Avx512: return {gemm_detail::dgemm_ukernel_avx512_12x16, 12, 16, 72, 192, 3072};
+    case Isa::Avx2: return {gemm_detail::dgemm_ukernel_avx2_6x8, 6, 8, 72, 256, 3072};
+    case Isa::Generic: break;
+  }
+#endif
+  return {ukernel_portable<double, 4, 4>, 4, 4, 64, 256, 3072};
+}
+
+template <class T>
+const Kernel<T>& kernel() {
+  static const Kernel<T> k = pick_kernel<T>();
+  return k;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Block size for an extent n with at most `block` per block, balanced, rounded up to `unit`.
+inline int64_t balanced_block(int64_t n, int64_t block, int64_t unit) {
+  int64_t nb = ceil_div(n, block);
+  return std::min(block, ceil_div(ceil_div(n, nb), unit) * unit);
+}
+
+// Strided view of op(X): element (r, c) of the logical matrix.
+template <class T>
+struct Mat {
+  const T* p;
+  int64_t ld;
+  bool trans;  // stored transposed: (r, c) lives at p[c * ld + r]
+  const T* at(int64_t r, int64_t c) const { return trans ? p + c * ld + r : p + r * ld + c; }
+};
+
+// ---- packing --------------------------------------------------------------------------------------
+
+// op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-tall micro-panels: dst[s][k][i], zero rows past mc.
+template <class T, int MR>
+void pack_a(const Mat<T>& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* dst) {
+  for (int64_t s = 0; s < mc; s += MR, dst += kc * MR) {
+    const int rows = static_cast<int>(std::min<int64_t>(MR, mc - s));
+    if (A.trans) {  // column k of the strip is contiguous: A[(p0 + k) * lda + i0 + s + i]
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* src = A.at(i0 + s, p0 + k);
+        T* d = dst + k * MR;
+        for (int i = 0; i < rows; ++i) d[i] = src[i];
+        for (int i = rows; i < MR; ++i) d[i] = T(0);
+      }
+    } else {  // row i of the strip is contiguous: A[(i0 + s + i) * lda + p0 + k]
+      for (int i = 0; i < rows; ++i) {
+        const T* src = A.at(i0 + s + i, p0);
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+      }
+      for (int i = rows; i < MR; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
+    }
+  }
+}
+
+// op(B)[p0 : p0+kc, j0 : j0+nc] -> NR-wide micro-panels: dst[s][k][j], zero columns past nc.
+template <class T, int NR>
+void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) {
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    const int cols = static_cast<int>(std::min<int64_t>(NR, nc - s));
+    if (!B.trans) {  // row k of the strip is contiguous: B[(p0 + k) * ldb + j0 + s + j]
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* src = B.at(p0 + k, j0 + s);
+        T* d = dst + k * NR;
+        if (cols == NR) {
+          std::memcpy(d, src, sizeof(T) * NR);
+        } else {
+          for (int j = 0; j < cols; ++j) d[j] = src[j];
+          for (int j = cols; j < NR; ++j) d[j] = T(0);
+        }
+      }
+    } else {  // column j of the strip is contiguous: B[(j0 + s + j) * ldb + p0 + k]
+      for (int j = 0; j < cols; ++j) {
+        const T* src = B.at(p0, j0 + s + j);
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+      }
+      for (int j = cols; j < NR; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
+    }
+  }
+}
+
+// ---- the blocked driver (one thread, one sub-problem) ---------------------------------------------
+
+template <class T, int MR, int NR>
+void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
+                  const Mat<T>& B, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
+  const int64_t NCb = std::min(kn.nc, ceil_div(N, NR) * NR);
+  T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
+  T* ap = workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
+  alignas(64) T tile[MR * NR];
+
+  for (int64_t jc = 0; jc < N; jc += NCb) {
+    const int64_t nc = std::min(NCb, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KCb) {
+      const int64_t kc = std::min(KCb, K - pc);
+      const T beta_k = pc == 0 ? beta : T(1);
+      pack_b<T, NR>(B, pc, kc, jc, nc, bp);
+      for (int64_t ic = 0; ic < M; ic += MCb) {
+        const int64_t mc = std::min(MCb, M - ic);
+        pack_a<T, MR>(A, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min<int64_t>(NR, nc - jr);
+          const T* bpanel = bp + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mc - ir);
+            const T* apanel = ap + ir * kc;
+            T* c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_k);
+            } else {  // edge tile: full-size kernel into the private tile, then merge the valid part
+              kn.fn(kc, apanel, bpanel, tile, NR, alpha, T(0));
+              for (int64_t i = 0; i < mr; ++i) {
+                T* ci = c + i * ldc;
+                const T* ti = tile + i * NR;
+                if (beta_k == T(0)) {
+                  for (int64_t j = 0; j < nr; ++j) ci[j] = ti[j];
+                } else {
+                  for (int64_t j = 0; j < nr; ++j) ci[j] = beta_k * ci[j] + ti[j];
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Runs f(t) on nt threads (nt >= 2); an exception on any thread is rethrown here (never out of
+// the OpenMP region, which would terminate the process).
+template <class F>
+void run_threads(int nt, F&& f) {
+  std::exception_ptr err;
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    try {
+      f(t);
+    } catch (...) {
+#pragma omp critical(convkit_gemm_error)
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+// How many threads a problem of `flops` multiply-adds deserves (about 256k each, at least).
+inline int threads_for(int threads, double work, int64_t max_parts) {
+  int nt = threads > 0 ? threads : num_threads();
+  const double per_thread = 262144.0;
+  if (work < per_thread * nt) nt = static_cast<int>(std::max(1.0, work / per_thread));
+  if (nt > max_parts) nt = static_cast<int>(std::max<int64_t>(1, max_parts));
+  return nt;
+}
+
+template <class T, int MR, int NR>
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
+                 T beta, T* C, int64_t ldc, int threads) {
+  const int64_t KCb = balanced_block(K, kn.kc, 1);
+  const int64_t MCb = balanced_block(M, kn.mc, MR);
+  const bool split_n = ceil_div(N, NR) >= ceil_div(M, MR);
+  const int64_t units = split_n ? ceil_div(N, NR) : ceil_div(M, MR);
+  const int nt = threads_for(threads, double(M) * double(N) * double(K), units);
+  if (nt <= 1) {
+    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, B, beta, C, ldc, KCb, MCb);
+    return;
+  }
+  const int64_t per = ceil_div(units, nt);
+  run_threads(nt, [&](int t) {
+    const int64_t u0 = std::min(units, t * per), u1 = std::min(units, u0 + per);
+    if (u0 >= u1) return;
+    if (split_n) {
+      const int64_t j0 = u0 * NR, j1 = std::min(N, u1 * NR);
+      Mat<T> Bt = B;
+      Bt.p = B.at(0, j0);
+      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, Bt, beta, C + j0, ldc, KCb, MCb);
+    } else {
+      const int64_t i0 = u0 * MR, i1 = std::min(M, u1 * MR);
+      Mat<T> At = A;
+      At.p = A.at(i0, 0);
+      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, B, beta, C + i0 * ldc, ldc, KCb, MCb);
+    }
+  });
+}
+
+// ---- matrix-vector and rank-1 paths ---------------------------------------------------------------
+
+// Contiguous copy of a strided vector into scratch (or the vector itself when already contiguous).
+template <class T>
+const T* contiguous(const T* p, int64_t n, int64_t stride, int slot) {
+  if (stride == 1) return p;
+  T* d = workspace_as<T>(static_cast<std::size_t>(n), slot);
+  for (int64_t i = 0; i < n; ++i) d[i] = p[i * stride];
+  return d;
+}
+
+// sum_k x[k] * v[k] with 16 independent partial sums (vectorizable without reassociation), added
+// up in a fixed order.
+template <class T>
+T dot(const T* __restrict x, const T* __restrict v, int64_t n) {
+  constexpr int L = 16;
+  T acc[L] = {};
+  int64_t k = 0;
+  for (; k + L <= n; k += L)
+    for (int l = 0; l < L; ++l) acc[l] += x[k + l] * v[k + l];
+  T tail = T(0);
+  for (; k < n; ++k) tail += x[k] * v[k];
+  for (int w = L / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0] + tail;
+}
+
+// out[r * os] = alpha * dot(X[r, :K], v) + beta * out[r * os] for r in [0, R); rows of X are ld apart.
+template <class T>
+void gemv_rows(int64_t R, int64_t K, T alpha, const T* X, int64_t ld, const T* v, T beta, T* out, int64_t os,
+               int threads) {
+  auto body = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T s = alpha * dot(X + r * ld, v, K);
+      out[r * os] = beta == T(0) ? s : beta * out[r * os] + s;
+    }
+  };
+  const int nt = threads_for(threads, double(R) * double(K), R);
+  if (nt <= 1) return body(0, R);
+  const int64_t per = ceil_div(R, nt);
+  run_threads(nt, [&](int t) { body(std::min(R, t * per), std::min(R, (t + 1) * per)); });
+}
+
+// out[j * os] = alpha * sum_k v[k] * X[k, j] + beta * out[j * os] for j in [0, N); rows of X are ld
+// apart. Sweeps X row by row (4 rows at a time) into a column block of partial sums, so the matrix
+// is read once, sequentially. Per column the order of the additions depends only on K.
+template <class T>
+void gemv_cols(int64_t K, int64_t N, T alpha, const T* X, int64_t ld, const T* v, T beta, T* out, int64_t os,
+               int threads) {
+  constexpr int64_t JB = 16384 / sizeof(T);  // 16 KiB of partial sums per block (L1)
+  auto body = [&](int64_t j0, int64_t j1) {
+    alignas(64) T acc[JB];
+    for (int64_t jb = j0; jb < j1; jb += JB) {
+      const int64_t n = std::min(JB, j1 - jb);
+      for (int64_t j = 0; j < n; ++j) acc[j] = T(0);
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        const T v0 = v[k], v1 = v[k + 1], v2 = v[k + 2], v3 = v[k + 3];
+        const T* __restrict x0 = X + k * ld + jb;
+        const T* __restrict x1 = x0 + ld;
+        const T* __restrict x2 = x1 + ld;
+        const T* __restrict x3 = x2 + ld;
+        for (int64_t j = 0; j < n; ++j) acc[j] += ((v0 * x0[j] + v1 * x1[j]) + v2 * x2[j]) + v3 * x3[j];
+      }
+      for (; k < K; ++k) {
+        const T vk = v[k];
+        const T* __restrict x0 = X + k * ld + jb;
+        for (int64_t j = 0; j < n; ++j) acc[j] += vk * x0[j];
+      }
+      T* o = out + jb * os;
+      if (beta == T(0)) {
+        for (int64_t j = 0; j < n; ++j) o[j * os] = alpha * acc[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j) o[j * os] = beta * o[j * os] + alpha * acc[j];
+      }
+    }
+  };
+  const int64_t units = ceil_div(N, 64);  // thread ranges in whole cache lines of columns
+  const int nt = threads_for(threads, double(K) * double(N), units);
+  if (nt <= 1) return body(0, N);
+  const int64_t per = ceil_div(units, nt) * 64;
+  run_threads(nt, [&](int t) { body(std::min(N, t * per), std::min(N, (t + 1) * per)); });
+}
+
+// C[i, j] = alpha * a[i] * b[j] (+ beta * C[i, j]); a and b contiguous.
+template <class T>
+void rank1(int64_t M, int64_t N, T alpha, const T* a, const T* b, T beta, T* C, int64_t ldc, int threads) {
+  auto body = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T s = alpha * a[i];
+      T* __restrict ci = C + i * ldc;
+      if (beta == T(0)) {
+        for (int64_t j = 0; j < N; ++j) ci[j] = s * b[j];
+      } else {
+        for (int64_t j = 0; j < N; ++j) ci[j] = beta * ci[j] + s * b[j];
+      }
+    }
+  };
+  const int nt = threads_for(threads, double(M) * double(N), M);
+  if (nt <= 1) return body(0, M);
+  const int64_t per = ceil_div(M, nt);
+  run_threads(nt, [&](int t) { body(std::min(M, t * per), std::min(M, (t + 1) * per)); });
+}
+
+template <class T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* ci = C + i * ldc;
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < N; ++j) ci[j] = T(0);
+    } else if (beta != T(1)) {
+      for (int64_t j = 0; j < N; ++j) ci[j] *= beta;
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int threads) {
+  const char* op = "gemm";
+  CONVKIT_CHECK(M >= 0 && N >= 0 && K >= 0, op, ": M, N, K must be >= 0, got ", M, ", ", N, ", ", K);
+  CONVKIT_CHECK(threads >= 0, op, ": threads must be >= 0, got ", threads);
+  const int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
+  CONVKIT_CHECK(lda >= std::max<int64_t>(1, a_cols), op, ": lda must be >= max(1, ", trans_a ? "M" : "K",
+                ") = ", std::max<int64_t>(1, a_cols), ", got ", lda);
+  CONVKIT_CHECK(ldb >= std::max<int64_t>(1, b_cols), op, ": ldb must be >= max(1, ", trans_b ? "K" : "N",
+                ") = ", std::max<int64_t>(1, b_cols), ", got ", ldb);
+  CONVKIT_CHECK(ldc >= std::max<int64_t>(1, N), op, ": ldc must be >= max(1, N) = ", std::max<int64_t>(1, N),
+                ", got ", ldc);
+  if (M == 0 || N == 0) return;
+  CONVKIT_CHECK(C != nullptr, op, ": C is null");
+  if (K == 0 || alpha == T(0)) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  CONVKIT_CHECK(A != nullptr && B != nullptr, op, ": A and B must not be null");
+
+  const Mat<T> Am{A, lda, trans_a}, Bm{B, ldb, trans_b};
+  if (M == 1) {
+    // C[0, :] = alpha * a @ op(B) + beta * C, with a = op(A)[0, :] (stride lda when trans_a)
+    const T* a = contiguous(A, K, trans_a ? lda : 1, kSlotA);
+    if (trans_b) gemv_rows(N, K, alpha, B, ldb, a, beta, C, 1, threads);  // B is [N, K]
+    else gemv_cols(K, N, alpha, B, ldb, a, beta, C, 1, threads);          // B is [K, N]
+    return;
+  }
+  if (N == 1) {
+    // C[:, 0] = alpha * op(A) @ b + beta * C, with b = op(B)[:, 0] (stride ldb unless trans_b)
+    const T* b = contiguous(B, K, trans_b ? 1 : ldb, kSlotB);
+    if (!trans_a) gemv_rows(M, K, alpha, A, lda, b, beta, C, ldc, threads);  // A is [M, K]
+    else gemv_cols(K, M, alpha, A, lda, b, beta, C, ldc, threads);           // A is [K, M]
+    return;
+  }
+  if (K == 1) {
+    const T* a = contiguous(A, M, trans_a ? 1 : lda, kSlotA);
+    const T* b = contiguous(B, N, trans_b ? ldb : 1, kSlotB);
+    rank1(M, N, alpha, a, b, beta, C, ldc, threads);
+    return;
+  }
+
+  const Kernel<T>& kn = kernel<T>();
+  if (kn.mr == 12 && kn.nr == 32) gemm_packed<T, 12, 32>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else if (kn.mr == 12 && kn.nr == 16) gemm_packed<T, 12, 16>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 16) gemm_packed<T, 6, 16>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 8) gemm_packed<T, 6, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                          int64_t, float, float*, int64_t, int);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t, int);
+
+}  // namespace convkit

@@ -1,0 +1,36 @@
+// gemm_internal.h: what the GEMM driver (gemm.cpp) and the ISA-specific microkernels
+// (gemm_avx2.cpp, gemm_avx512.cpp) share. Not part of the public interface (that is gemm.h).
+//
+// Microkernel contract (every ISA, float and double):
+//   a: packed A micro-panel, kc steps of MR values: a[k * MR + i] = op(A)[i, k]
+//   b: packed B micro-panel, kc steps of NR values: b[k * NR + j] = op(B)[k, j]
+//   c: a full MR x NR tile of C, rows ldc apart
+//   c = alpha * sum_k a[k, :]^T b[k, :] + beta * c;   beta == 0: c is written, never read.
+// Edge tiles (fewer than MR rows or NR columns) never reach a microkernel: the driver runs the
+// kernel into a private MR x NR tile with beta = 0 and merges the valid part.
+//
+// The ISA files hold only microkernels, and only functions with external names declared here:
+// anything inline they share with baseline code could be merged by the linker into the
+// AVX-encoded copy and then run on a CPU without AVX.
+#pragma once
+
+#include <cstdint>
+
+namespace convkit {
+namespace gemm_detail {
+
+template <class T>
+using Ukernel = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta);
+
+// x86-64 only (the CMake build compiles gemm_avx2.cpp / gemm_avx512.cpp there and nowhere else).
+void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                             float beta);
+void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
+                            double beta);
+void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                float beta);
+void dgemm_ukernel_avx512_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                double alpha, double beta);
+
+}  // namespace gemm_detail
+}  // namespace convkit

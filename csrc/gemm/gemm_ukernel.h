@@ -1,0 +1,70 @@
+// gemm_ukernel.h: the register-blocked FMA microkernel, written once over a small "vector traits"
+// type V and instantiated by gemm_avx2.cpp (V = 256-bit AVX2) and gemm_avx512.cpp (V = 512-bit).
+// Include it only from those files: everything here has internal linkage (anonymous namespace),
+// so the AVX-encoded copies can never be merged with code that runs on a plain x86-64.
+//
+// Tile: MR rows x NV vectors (NR = NV * V::kWidth columns). Per k step: NV vector loads of B, then
+// for each of the MR rows one broadcast of A and NV FMAs into MR * NV accumulator registers, so
+// every loaded B vector is used MR times and every broadcast NV times. MR * NV must leave room in
+// the register file (16 ymm on AVX2: 6 x 2 = 12 accumulators; 32 zmm on AVX-512: 12 x 2 = 24).
+// Contract: see gemm_internal.h.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace {
+
+template <class V, int MR, int NV>
+inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
+                        typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int W = V::kWidth;
+  constexpr int NR = NV * W;
+
+  R acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+
+  // Bring the C tile towards L1 while the k loop runs (it is read or written once at the end).
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      R av = V::bcast(a + i);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    }
+    a += MR;
+    b += NR;
+  }
+
+  const R va = V::set1(alpha);
+  if (beta == T(0)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) V::store(c + i * ldc + j * W, V::mul(acc[i][j], va));
+  } else {
+    const R vb = V::set1(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        T* p = c + i * ldc + j * W;
+        V::store(p, V::fma(vb, V::load(p), V::mul(acc[i][j], va)));  // beta * c + alpha * acc
+      }
+  }
+}
+
+}  // namespace
