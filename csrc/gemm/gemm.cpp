@@ -52,26 +52,57 @@ struct Kernel {
 };
 
 // ---- portable microkernel -------------------------------------------------------------------------
-// Plain loops over a local MR x NR accumulator; at -O3 the compiler unrolls them and keeps the
-// accumulators in vector registers (SSE2 on baseline x86-64, NEON on ARM).
-template <class T, int MR, int NR>
+// MR x (NV * W) accumulators in 16-byte vectors (W = 16 / sizeof(T) lanes). With GCC or Clang these
+// are the compilers' generic vector types, which become SSE2 registers on baseline x86-64 and NEON
+// on ARM; elsewhere the same loops run on plain arrays and are left to the auto-vectorizer.
+#if defined(__GNUC__)
+template <class T>
+struct Vec16 {
+  typedef T type __attribute__((vector_size(16)));
+};
+#endif
+
+template <class T, int MR, int NV>
 void ukernel_portable(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc,
                       T alpha, T beta) {
-  T acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
+  constexpr int W = 16 / sizeof(T);
+  constexpr int NR = NV * W;
+#if defined(__GNUC__)
+  using V = typename Vec16<T>::type;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) acc[i][j] = V{};
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    V bv[NV];
+    for (int j = 0; j < NV; ++j) std::memcpy(&bv[j], b + j * W, sizeof(V));
     for (int i = 0; i < MR; ++i) {
-      const T ai = a[k * MR + i];
-      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[k * NR + j];
+      V ai;
+      for (int l = 0; l < W; ++l) ai[l] = a[i];  // broadcast
+      for (int j = 0; j < NV; ++j) acc[i][j] += ai * bv[j];
     }
   }
   for (int i = 0; i < MR; ++i) {
     T* ci = c + i * ldc;
-    if (beta == T(0)) {
-      for (int j = 0; j < NR; ++j) ci[j] = alpha * acc[i][j];
-    } else {
-      for (int j = 0; j < NR; ++j) ci[j] = beta * ci[j] + alpha * acc[i][j];
+    for (int j = 0; j < NV; ++j) {
+      V r = acc[i][j] * alpha;
+      if (beta != T(0)) {
+        V old;
+        std::memcpy(&old, ci + j * W, sizeof(V));
+        r = old * beta + r;
+      }
+      std::memcpy(ci + j * W, &r, sizeof(V));
     }
   }
+#else
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+  for (int i = 0; i < MR; ++i) {
+    T* ci = c + i * ldc;
+    for (int j = 0; j < NR; ++j) ci[j] = beta == T(0) ? alpha * acc[i][j] : beta * ci[j] + alpha * acc[i][j];
+  }
+#endif
 }
 
 template <class T> Kernel<T> pick_kernel();
@@ -85,7 +116,7 @@ Kernel<float> pick_kernel<float>() {
     case Isa::Generic: break;
   }
 #endif
-  return {ukernel_portable<float, 4, 8>, 4, 8, 128, 256, 3072};
+  return {ukernel_portable<float, 4, 2>, 4, 8, 128, 256, 3072};
 }
 
 template <>
@@ -97,7 +128,7 @@ Kernel<double> pick_kernel<double>() {
     case Isa::Generic: break;
   }
 #endif
-  return {ukernel_portable<double, 4, 4>, 4, 4, 64, 256, 3072};
+  return {ukernel_portable<double, 4, 2>, 4, 4, 64, 256, 3072};
 }
 
 template <class T>

@@ -7,6 +7,8 @@
 // image is zero. Output size per axis: floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1.
 // Every function OVERWRITES its output (no accumulation); the caller adds gradients up.
 #pragma once
+#include <string>
+
 #include "convkit/tensor.h"
 
 namespace convkit {
@@ -50,5 +52,13 @@ void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor* b, cons
 void conv2d_backward_data_cuda(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 void conv2d_backward_weight_cuda(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
 void conv2d_backward_bias_cuda(const Tensor& dy, const Tensor& db);
+
+// Which CPU implementation the *_cpu functions use (a test and benchmark hook, not a mode to run in):
+//   "auto" the fastest path that accepts the shape, the reference last (the default);
+//   "ref"  always the plain reference loops;
+//   "gemm" the im2col + GEMM path only, throwing std::runtime_error where it would decline.
+// The initial value comes from $CONVKIT_CONV_IMPL (read once). Returns the previous setting; throws
+// std::invalid_argument for any other name. Bound as convkit._core._conv2d_set_cpu_impl.
+std::string conv2d_set_cpu_impl(const std::string& impl);
 
 }  // namespace convkit

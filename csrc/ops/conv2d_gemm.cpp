@@ -1,0 +1,410 @@
+// conv2d through convkit's GEMM (csrc/gemm/gemm.h): im2col + GEMM, float and double.
+//
+// Per image n and group g, with K = C/groups * KH * KW and the output pixels P = OH * OW:
+//   cols[K, P]       im2col: cols[(c*KH + p)*KW + q, i*OW + j] = x[n, g*Cg + c, i*sh - ph + p*dh, j*sw - pw + q*dw]
+//   forward          y_g[OCg, P]  = W_g[OCg, K] @ cols              (y prefilled with the bias, beta = 1)
+//   backward data    dcols[K, P]  = W_g^T @ dy_g[OCg, P], then col2im adds dcols back into dx
+//   backward weight  dW_g[OCg, K] = sum over n of dy_g[OCg, P] @ cols^T
+// A 1x1, stride-1, unpadded conv needs no im2col: cols is x itself (and dcols is dx).
+//
+// Scratch (convkit::workspace, reused between calls): cols for a band of output rows, so a large
+// image is processed in bands of at most kBandBytes of cols; declines (returns false) only when a
+// single output row's cols would exceed kMaxColsBytes.
+//
+// Threads (results do not depend on the thread count beyond rounding):
+//   The first N - N % T images are split into T contiguous chunks, one per thread, each with its own
+//   cols and a single-threaded GEMM (no synchronisation); the remaining N % T images run one at a
+//   time with the GEMM, im2col and col2im using all T threads.
+//   backward weight sums over the batch: thread t accumulates its chunk into its own partial dW
+//   (thread 0 directly into dw, which then also takes the remaining images), and the partials are
+//   added up in the fixed order t = 1, 2, ... afterwards.
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <vector>
+
+#include "convkit/parallel.h"
+#include "gemm/gemm.h"
+#include "ops/conv2d_impl.h"
+
+namespace convkit {
+namespace conv2d_detail {
+namespace {
+
+constexpr std::size_t kBandBytes = std::size_t(8) << 20;      // cols per band (per thread)
+constexpr std::size_t kMaxColsBytes = std::size_t(1) << 30;   // one output row's cols; beyond: decline
+constexpr std::size_t kMaxPartialBytes = std::size_t(1) << 30; // backward weight's per-thread partials
+// Workspace slots held across gemm calls; gemm.cpp packs its panels in slots 6 and 7.
+constexpr int kSlotCols = 4;
+constexpr int kSlotPartial = 5;
+
+// Runs f(t, T) on up to nt threads; an exception in any thread is rethrown here (an exception must
+// not leave an OpenMP region).
+template <class F>
+void run_threads(int nt, F&& f) {
+  if (nt <= 1) {
+    f(0, 1);
+    return;
+  }
+  std::exception_ptr err;
+#pragma omp parallel num_threads(nt)
+  {
+    int t = 0, T = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    T = omp_get_num_threads();
+#endif
+    try {
+      f(t, T);
+    } catch (...) {
+#pragma omp critical(convkit_conv2d_error)
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+// Calls f(begin, end) over [0, n) on `threads` threads (1: inline; 0: all), in contiguous chunks.
+template <class F>
+void maybe_parallel(int64_t n, int threads, F&& f) {
+  if (threads == 1 || n <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  run_threads(num_threads(), [&](int t, int T) {
+    const int64_t chunk = (n + T - 1) / T, b = t * chunk, e = std::min(n, b + chunk);
+    if (b < e) f(b, e);
+  });
+}
+
+struct Geometry {
+  Dims d;
+  Conv2dParams p;
+  int64_t K, P;        // rows of cols (Cg*KH*KW), output pixels (OH*OW)
+  bool direct;         // 1x1, stride 1, no padding: cols is x itself
+  int64_t band_rows;   // output rows per band
+  // For each kernel column q: the output columns [jlo[q], jhi[q]) whose input column
+  // v = j*sw - pw + q*dw is inside the image (the rest read padding).
+  std::vector<int64_t> jlo, jhi;
+};
+
+bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p, std::size_t elem,
+                   Geometry* out) {
+  Geometry& g = *out;
+  g.d = dims_of(x, w, y, p);
+  g.p = p;
+  const Dims& d = g.d;
+  g.K = d.Cg * d.KH * d.KW;  // checked in conv2d_check
+  g.P = d.OH * d.OW;
+  g.direct = d.KH == 1 && d.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  g.band_rows = d.OH;
+  if (!g.direct) {
+    const double row_bytes = double(g.K) * double(d.OW) * double(elem);  // cols of one output row
+    if (row_bytes > double(kMaxColsBytes)) return false;
+    g.band_rows = std::clamp<int64_t>(int64_t(double(kBandBytes) / row_bytes), 1, d.OH);
+    g.jlo.resize(d.KW);
+    g.jhi.resize(d.KW);
+    for (int64_t q = 0; q < d.KW; ++q) {
+      const int64_t off = q * p.dil_w - p.pad_w;  // v = j*sw + off
+      int64_t lo = off >= 0 ? 0 : (-off + p.stride_w - 1) / p.stride_w;
+      int64_t hi = d.W - 1 - off < 0 ? 0 : (d.W - 1 - off) / p.stride_w + 1;
+      lo = std::min(lo, d.OW);
+      hi = std::clamp(hi, lo, d.OW);
+      g.jlo[q] = lo, g.jhi[q] = hi;
+    }
+  }
+  return true;
+}
+
+// cols[r, (i - i0)*OW + j] for the rows r in [r0, r1) and output rows i in [i0, i1); x is one
+// image-group [Cg, H, W]. Rows are short (OW values), so the copies are plain loops, not library
+// calls.
+template <class T>
+void im2col_rows(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int64_t r0, int64_t r1) {
+  const Dims& d = g.d;
+  const int64_t ld = (i1 - i0) * d.OW, sw = g.p.stride_w, OW = d.OW, W = d.W;
+  // Stride 1 with OW == W ("same" padding): consecutive output rows read consecutive input rows, so
+  // the in-image part of a cols row is one contiguous block of x; the few values it picks up from
+  // the neighbouring rows (where the window hangs over the left/right edge) are zeroed after.
+  const bool block = sw == 1 && g.p.stride_h == 1 && OW == W;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t c = r / (d.KH * d.KW), kp = r / d.KW % d.KH, kq = r % d.KW;
+    const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+    const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;  // h = i * stride_h + hoff
+    const T* xc = x + c * d.H * W;
+    T* row = cols + r * ld;
+    if (lo >= hi) {  // this kernel column reads only padding (padding wider than the image)
+      for (int64_t t = 0; t < ld; ++t) row[t] = T(0);
+      continue;
+    }
+    if (block) {
+      // output rows [a, b) of the band read inside the image
+      const int64_t a = std::clamp<int64_t>(-hoff, i0, i1), b = std::clamp<int64_t>(d.H - hoff, a, i1);
+      T* dst = row;
+      for (int64_t t = 0; t < (a - i0) * OW; ++t) dst[t] = T(0);
+      if (a < b) {
+        // in-bounds span: from column lo of row a to column hi - 1 of row b - 1
+        const T* src = xc + (a + hoff) * W + off;
+        dst = row + (a - i0) * OW;
+        const int64_t t1 = (b - a - 1) * OW + hi;
+        for (int64_t t = lo; t < t1; ++t) dst[t] = src[t];
+        for (int64_t i = a; i < b; ++i, dst += OW) {
+          for (int64_t j = 0; j < lo; ++j) dst[j] = T(0);
+          for (int64_t j = hi; j < OW; ++j) dst[j] = T(0);
+        }
+      }
+      for (int64_t t = (b - i0) * OW; t < ld; ++t) row[t] = T(0);
+      continue;
+    }
+    T* dst = row;
+    for (int64_t i = i0; i < i1; ++i, dst += OW) {
+      const int64_t h = i * g.p.stride_h + hoff;
+      if (h < 0 || h >= d.H) {
+        for (int64_t j = 0; j < OW; ++j) dst[j] = T(0);
+        continue;
+      }
+      const T* src = xc + h * W + off;  // src[j*sw] is x[.., h, j*sw + off]
+      for (int64_t j = 0; j < lo; ++j) dst[j] = T(0);
+      if (sw == 1) {
+        for (int64_t j = lo; j < hi; ++j) dst[j] = src[j];
+      } else {
+        for (int64_t j = lo; j < hi; ++j) dst[j] = src[j * sw];
+      }
+      for (int64_t j = hi; j < OW; ++j) dst[j] = T(0);
+    }
+  }
+}
+
+template <class T>
+void im2col(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int threads) {
+  maybe_parallel(g.K, threads, [&](int64_t r0, int64_t r1) { im2col_rows(g, x, i0, i1, cols, r0, r1); });
+}
+
+// dx[c, h, v] += dcols[r, (i - i0)*OW + j] for every (r, i, j) that im2col reads x[c, h, v] into.
+// Parallel over channels c (a channel's rows touch only its own plane); each plane is summed in
+// one fixed order.
+template <class T>
+void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx, int threads) {
+  const Dims& d = g.d;
+  const int64_t ld = (i1 - i0) * d.OW, sw = g.p.stride_w, KK = d.KH * d.KW;
+  maybe_parallel(d.Cg, threads, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      T* dxc = dx + c * d.H * d.W;
+      for (int64_t r = c * KK; r < (c + 1) * KK; ++r) {
+        const int64_t kp = r / d.KW % d.KH, kq = r % d.KW;
+        const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+        const T* src = dcols + r * ld;
+        for (int64_t i = i0; i < i1; ++i, src += d.OW) {
+          const int64_t h = i * g.p.stride_h - g.p.pad_h + kp * g.p.dil_h;
+          if (h < 0 || h >= d.H) continue;
+          T* dst = dxc + h * d.W + off;
+          if (sw == 1) {
+            for (int64_t j = lo; j < hi; ++j) dst[j] += src[j];
+          } else {
+            for (int64_t j = lo; j < hi; ++j) dst[j * sw] += src[j];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
+int64_t split_point(int64_t N, int T) { return T > 1 ? N / T * T : N; }
+
+std::size_t band_cols_elems(const Geometry& g) {
+  return g.direct ? 0 : static_cast<std::size_t>(g.K * g.band_rows * g.d.OW);
+}
+
+// ---- forward --------------------------------------------------------------------------------------
+
+template <class T>
+void forward_image(const Geometry& g, const T* xs, const T* ws, const T* bs, T* ys, int64_t n, T* cols,
+                   int threads) {
+  const Dims& d = g.d;
+  for (int64_t grp = 0; grp < d.G; ++grp) {
+    const T* xg = xs + (n * d.C + grp * d.Cg) * d.H * d.W;
+    const T* wg = ws + grp * d.OCg * g.K;
+    T* yg = ys + (n * d.OC + grp * d.OCg) * g.P;
+    T beta = T(0);
+    if (bs) {
+      for (int64_t o = 0; o < d.OCg; ++o) std::fill(yg + o * g.P, yg + (o + 1) * g.P, bs[grp * d.OCg + o]);
+      beta = T(1);
+    }
+    if (g.direct) {
+      gemm<T>(false, false, d.OCg, g.P, g.K, T(1), wg, g.K, xg, g.P, beta, yg, g.P, threads);
+      continue;
+    }
+    for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
+      const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
+      im2col(g, xg, i0, i1, cols, threads);
+      gemm<T>(false, false, d.OCg, np, g.K, T(1), wg, g.K, cols, np, beta, yg + i0 * d.OW, g.P, threads);
+    }
+  }
+}
+
+template <class T>
+bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
+  Geometry g;
+  if (!make_geometry(x, w, y, p, sizeof(T), &g)) return false;
+  const T* xs = x.ptr<T>();
+  const T* ws = w.ptr<T>();
+  const T* bs = b ? b->ptr<T>() : nullptr;
+  T* ys = y.ptr<T>();
+  const int nt = num_threads();
+  const int64_t n_split = split_point(g.d.N, nt);
+  const std::size_t ce = band_cols_elems(g);
+  if (n_split > 0) {
+    run_threads(nt, [&](int t, int T_) {
+      const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
+      if (b0 >= e0) return;
+      T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+      for (int64_t n = b0; n < e0; ++n) forward_image(g, xs, ws, bs, ys, n, cols, 1);
+    });
+  }
+  if (n_split < g.d.N) {
+    T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+    for (int64_t n = n_split; n < g.d.N; ++n) forward_image(g, xs, ws, bs, ys, n, cols, 0);
+  }
+  return true;
+}
+
+// ---- backward data --------------------------------------------------------------------------------
+
+template <class T>
+void backward_data_image(const Geometry& g, const T* gs, const T* ws, T* dxs, int64_t n, T* dcols, int threads) {
+  const Dims& d = g.d;
+  for (int64_t grp = 0; grp < d.G; ++grp) {
+    const T* gg = gs + (n * d.OC + grp * d.OCg) * g.P;
+    const T* wg = ws + grp * d.OCg * g.K;
+    T* dxg = dxs + (n * d.C + grp * d.Cg) * d.H * d.W;
+    if (g.direct) {  // dx_g[Cg, H*W] = W_g^T @ dy_g
+      gemm<T>(true, false, g.K, g.P, d.OCg, T(1), wg, g.K, gg, g.P, T(0), dxg, g.P, threads);
+      continue;
+    }
+    std::fill(dxg, dxg + d.Cg * d.H * d.W, T(0));
+    for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
+      const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
+      gemm<T>(true, false, g.K, np, d.OCg, T(1), wg, g.K, gg + i0 * d.OW, g.P, T(0), dcols, np, threads);
+      col2im_add(g, dcols, i0, i1, dxg, threads);
+    }
+  }
+}
+
+template <class T>
+bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
+  Geometry g;
+  if (!make_geometry(dx, w, dy, p, sizeof(T), &g)) return false;
+  const T* gs = dy.ptr<T>();
+  const T* ws = w.ptr<T>();
+  T* dxs = dx.ptr<T>();
+  const int nt = num_threads();
+  const int64_t n_split = split_point(g.d.N, nt);
+  const std::size_t ce = band_cols_elems(g);
+  if (n_split > 0) {
+    run_threads(nt, [&](int t, int T_) {
+      const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
+      if (b0 >= e0) return;
+      T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+      for (int64_t n = b0; n < e0; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, 1);
+    });
+  }
+  if (n_split < g.d.N) {
+    T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+    for (int64_t n = n_split; n < g.d.N; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, 0);
+  }
+  return true;
+}
+
+// ---- backward weight ------------------------------------------------------------------------------
+
+// dwp[OC, K] = (overwrite ? 0 : dwp) + sum over groups/bands of image n's contribution.
+template <class T>
+void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, int64_t n, bool overwrite, T* cols,
+                           int threads) {
+  const Dims& d = g.d;
+  for (int64_t grp = 0; grp < d.G; ++grp) {
+    const T* xg = xs + (n * d.C + grp * d.Cg) * d.H * d.W;
+    const T* gg = gs + (n * d.OC + grp * d.OCg) * g.P;
+    T* dwg = dwp + grp * d.OCg * g.K;
+    if (g.direct) {  // dW_g[OCg, Cg] += dy_g[OCg, P] @ x_g[Cg, P]^T
+      gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      continue;
+    }
+    for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
+      const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
+      im2col(g, xg, i0, i1, cols, threads);
+      const T beta = overwrite && i0 == 0 ? T(0) : T(1);
+      gemm<T>(false, true, d.OCg, g.K, np, T(1), gg + i0 * d.OW, g.P, cols, np, beta, dwg, g.K, threads);
+    }
+  }
+}
+
+template <class T>
+bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p) {
+  Geometry g;
+  if (!make_geometry(x, dw, dy, p, sizeof(T), &g)) return false;
+  const T* xs = x.ptr<T>();
+  const T* gs = dy.ptr<T>();
+  T* dws = dw.ptr<T>();
+  const int64_t wsize = g.d.OC * g.K;  // elements of dw
+  const int nt = num_threads();
+  // Without room for the partials, every image runs on all threads inside the GEMM instead.
+  const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
+  const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
+  const std::size_t ce = band_cols_elems(g);
+
+  // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
+  T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
+  std::vector<char> used(nt, 0);
+  if (n_split > 0) {
+    run_threads(nt, [&](int t, int T_) {
+      const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
+      if (b0 >= e0) return;
+      T* dst = t == 0 ? dws : partials + (t - 1) * wsize;
+      T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+      for (int64_t n = b0; n < e0; ++n) backward_weight_image(g, xs, gs, dst, n, n == b0, cols, 1);
+      used[t] = 1;
+    });
+  }
+  bool dw_written = !used.empty() && used[0];
+  if (n_split < g.d.N) {
+    T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
+    for (int64_t n = n_split; n < g.d.N; ++n) {
+      backward_weight_image(g, xs, gs, dws, n, !dw_written, cols, 0);
+      dw_written = true;
+    }
+  }
+  // With n_split > 0 thread 0 always has images (chunk >= 1), so dw is written by now.
+  bool any_partial = false;
+  for (int t = 1; t < nt; ++t) any_partial = any_partial || used[t];
+  if (any_partial) {
+    maybe_parallel(wsize, 0, [&](int64_t e0, int64_t e1) {
+      for (int t = 1; t < nt; ++t) {
+        if (!used[t]) continue;
+        const T* src = partials + (t - 1) * wsize;
+        for (int64_t e = e0; e < e1; ++e) dws[e] += src[e];
+      }
+    });
+  }
+  return true;
+}
+
+}  // namespace
+
+bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
+  return CONVKIT_DISPATCH_FLOAT(x.dtype, "conv2d_forward", [&] { return forward_t<scalar_t>(x, w, b, y, p); });
+}
+
+bool backward_data_gemm(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
+  return CONVKIT_DISPATCH_FLOAT(dy.dtype, "conv2d_backward_data",
+                                [&] { return backward_data_t<scalar_t>(dy, w, dx, p); });
+}
+
+bool backward_weight_gemm(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p) {
+  return CONVKIT_DISPATCH_FLOAT(x.dtype, "conv2d_backward_weight",
+                                [&] { return backward_weight_t<scalar_t>(x, dy, dw, p); });
+}
+
+}  // namespace conv2d_detail
+}  // namespace convkit

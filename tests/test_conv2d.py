@@ -1,0 +1,469 @@
+"""conv2d: every CPU implementation against the float64 reference, gradients, torch, and bad input.
+
+The CPU implementations are chosen with the test hook convkit._core._conv2d_set_cpu_impl:
+"ref" (the plain loops) and "gemm" (im2col + GEMM, which raises instead of declining a shape, so a
+pass here means the fast path really ran). "auto", the default, is the fast path with the reference
+as fallback.
+"""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convkit
+import convkit.functional as F
+from convkit import _core
+from convkit.testing import assert_close, assert_raises, check_gradients
+from conftest import on
+from reference import conv2d as ref
+
+IMPLS = ["ref", "gemm"]
+
+
+@contextlib.contextmanager
+def cpu_impl(name):
+    old = _core._conv2d_set_cpu_impl(name)
+    try:
+        yield
+    finally:
+        _core._conv2d_set_cpu_impl(old)
+
+
+@contextlib.contextmanager
+def threads(n):
+    old = convkit.get_num_threads()
+    convkit.set_num_threads(n)
+    try:
+        yield
+    finally:
+        convkit.set_num_threads(old)
+
+
+def bound(n_terms, magnitude, dtype):
+    """Tolerance for a kernel output that is a sum of n_terms products, elementwise.
+
+    For any summation order, with or without FMA, |fl(s) - s| <= gamma_n * sum |terms| with
+    gamma_n = n u / (1 - n u) ~ n u, u = eps / 2 (Higham, Accuracy and Stability, section 3.1).
+    `magnitude` is that sum of |terms| (the same op applied to |inputs|). Allowing (n + 1) * eps,
+    twice gamma_n plus the final rounding, covers the kernel and the float64 reference together.
+    """
+    return (n_terms + 1) * np.finfo(dtype).eps * magnitude
+
+
+def random_problem(rng, x_shape, w_shape, dtype, bias=True):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+def check_all(x, w, b, stride=1, padding=0, dilation=1, groups=1, seed=0):
+    """Forward and the three backward passes against the reference, with the bounds of `bound`."""
+    dt = x.dtype
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = F.conv2d(x, w, b, **kw)
+    assert y.dtype == dt
+    absb = None if b is None else np.abs(b)
+    mag = ref.conv2d(np.abs(x), np.abs(w), absb, **kw)
+    k_terms = w.shape[1] * w.shape[2] * w.shape[3]
+    assert_close(y, ref.conv2d(x, w, b, **kw), rtol=0, atol=bound(k_terms + 1, mag, dt), name="y")
+
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(dt)
+    n, _, oh, ow = y.shape
+    dx = F.conv2d_backward_data(dy, w, x.shape, **kw)
+    mag = ref.conv2d_backward_data(np.abs(dy), np.abs(w), x.shape, **kw)
+    ocg_terms = w.shape[0] // groups * w.shape[2] * w.shape[3]
+    assert_close(dx, ref.conv2d_backward_data(dy, w, x.shape, **kw), rtol=0, atol=bound(ocg_terms, mag, dt),
+                 name="dx")
+
+    dw = F.conv2d_backward_weight(x, dy, w.shape, **kw)
+    mag = ref.conv2d_backward_weight(np.abs(x), np.abs(dy), w.shape, **kw)
+    assert_close(dw, ref.conv2d_backward_weight(x, dy, w.shape, **kw), rtol=0, atol=bound(n * oh * ow, mag, dt),
+                 name="dw")
+
+    db = F.conv2d_backward_bias(dy)
+    assert_close(db, ref.conv2d_backward_bias(dy), rtol=0,
+                 atol=bound(n * oh * ow, ref.conv2d_backward_bias(np.abs(dy)), dt), name="db")
+    for a in (y, dx, dw, db):
+        assert a.dtype == dt and np.isfinite(a).all()
+
+
+# ---- output size ---------------------------------------------------------------------------------
+
+def test_out_size():
+    # floor((in + 2*pad - dil*(k-1) - 1) / stride) + 1
+    assert _core.conv2d_out_size(227, 11, 4, 0, 1) == 55  # AlexNet conv1: (227 - 11) / 4 + 1
+    assert _core.conv2d_out_size(27, 5, 1, 2, 1) == 27    # conv2: 27 + 4 - 4 - 1 + 1
+    assert _core.conv2d_out_size(28, 5, 1, 2, 1) == 28    # LeNet conv1, padded
+    assert _core.conv2d_out_size(7, 3, 2, 1, 2) == 3      # (7 + 2 - 4 - 1) // 2 + 1
+    assert _core.conv2d_out_size(4, 2, 3, 0, 1) == 1      # (4 - 2) // 3 + 1: floor, not ceil
+    assert _core.conv2d_out_size(1, 3, 1, 1, 1) == 1      # kernel larger than the input, padded
+    for args in [(5, 3, 2, 1, 1), (9, 2, 3, 2, 3), (1, 1, 5, 0, 1), (30, 4, 1, 0, 9)]:
+        assert _core.conv2d_out_size(*args) == F.conv_out_size(*args) == ref.out_size(*args)
+    assert_raises(ValueError, r"conv2d_out_size: output size -1 <= 0", _core.conv2d_out_size, 3, 5, 1, 0, 1)
+    assert_raises(ValueError, r"stride must be >= 1, got 0", _core.conv2d_out_size, 5, 3, 0, 0, 1)
+    assert_raises(ValueError, r"dilation must be >= 1, got -1", _core.conv2d_out_size, 5, 3, 1, 0, -1)
+    assert_raises(ValueError, r"padding must be >= 0, got -2", _core.conv2d_out_size, 5, 3, 1, -2, 1)
+    assert_raises(OverflowError, r"overflows 64-bit", _core.conv2d_out_size, 5, 3, 1, 2**62, 1)
+    assert_raises(OverflowError, r"overflows 64-bit", _core.conv2d_out_size, 5, 2**40, 1, 0, 2**40)
+
+
+# ---- hand-worked cases (small integers: every result is exact, so rtol = atol = 0) -------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_hand_worked_2x2_kernel(impl, dt):
+    x = np.arange(1, 10, dtype=dt).reshape(1, 1, 3, 3)  # [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    w = np.array([[[[1, 2], [3, 4]]]], dt)
+    b = np.array([0.5], dt)
+    with cpu_impl(impl):
+        # y[i, j] = 1*x[i, j] + 2*x[i, j+1] + 3*x[i+1, j] + 4*x[i+1, j+1] + 0.5
+        #   y[0, 0] = 1 + 4 + 12 + 20 = 37,  y[0, 1] = 2 + 6 + 15 + 24 = 47
+        #   y[1, 0] = 4 + 10 + 21 + 32 = 67, y[1, 1] = 5 + 12 + 24 + 36 = 77
+        y = F.conv2d(x, w, b)
+        assert y.tolist() == [[[[37.5, 47.5], [67.5, 77.5]]]]
+        dy = np.ones((1, 1, 2, 2), dt)
+        # dx[h, v] = sum of the weights that touched (h, v): corners one tap each, the middle all four
+        #   [[1, 1+2, 2], [1+3, 1+2+3+4, 2+4], [3, 3+4, 4]]
+        assert F.conv2d_backward_data(dy, w, x.shape).tolist() == [[[[1, 3, 2], [4, 10, 6], [3, 7, 4]]]]
+        # dw[p, q] = sum of the 2x2 window of x shifted by (p, q):
+        #   [[1+2+4+5, 2+3+5+6], [4+5+7+8, 5+6+8+9]] = [[12, 16], [24, 28]]
+        assert F.conv2d_backward_weight(x, dy, w.shape).tolist() == [[[[12, 16], [24, 28]]]]
+        assert F.conv2d_backward_bias(dy).tolist() == [4.0]  # four output pixels
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hand_worked_stride_padding(impl):
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    with cpu_impl(impl):
+        # pad 1 -> 5x5 with a zero border; stride 2 puts the 3x3 window's centre on x[0, 0], x[0, 2],
+        # x[2, 0], x[2, 2]; each sums the (in-image part of the) 2x2 corner block:
+        #   1+2+4+5 = 12, 2+3+5+6 = 16, 4+5+7+8 = 24, 5+6+8+9 = 28
+        y = F.conv2d(x, w, stride=2, padding=1)
+        assert y.tolist() == [[[[12, 16], [24, 28]]]]
+        # backward: each x pixel gets the dy of every window covering it; dy = [[1, 10], [100, 1000]]
+        #   x[0,0] only window (0,0): 1; x[0,1] windows (0,0),(0,1): 11; x[1,1] all four: 1111 ...
+        dy = np.array([[[[1, 10], [100, 1000]]]], np.float32)
+        assert F.conv2d_backward_data(dy, w, x.shape, stride=2, padding=1).tolist() == \
+            [[[[1, 11, 10], [101, 1111, 1010], [100, 1100, 1000]]]]
+        # dw[p, q] = sum_ij dy[i, j] * xpad[2i + p, 2j + q]; the centre tap (1, 1) reads x[0,0], x[0,2],
+        # x[2,0], x[2,2] = 1, 3, 7, 9:  1*1 + 10*3 + 100*7 + 1000*9 = 9731
+        dw = F.conv2d_backward_weight(x, dy, w.shape, stride=2, padding=1)
+        assert dw[0, 0, 1, 1] == 9731
+        # the top-left tap (0, 0) reads the padding for every window but (1, 1), where it sees x[1, 1] = 5
+        assert dw[0, 0, 0, 0] == 5000
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_hand_worked_groups_and_dilation(impl):
+    with cpu_impl(impl):
+        # groups=2: output channel 0 sees only input channel 0, channel 1 only channel 1
+        x = np.array([2.0, 3.0]).reshape(1, 2, 1, 1)
+        w = np.array([10.0, 100.0]).reshape(2, 1, 1, 1)
+        assert F.conv2d(x, w, groups=2).ravel().tolist() == [20.0, 300.0]
+        # dilation 3 on a row [1, 2, 3, 4, 5] with taps [1, 10]: y[j] = x[j] + 10*x[j+3]
+        #   OW = (5 - 3*1 - 1) // 1 + 1 = 2;  y = [1 + 40, 2 + 50]
+        x = np.arange(1.0, 6.0).reshape(1, 1, 1, 5)
+        w = np.array([1.0, 10.0]).reshape(1, 1, 1, 2)
+        assert F.conv2d(x, w, dilation=(1, 3)).ravel().tolist() == [41.0, 52.0]
+        # its input gradient for dy = [1, 1]: x[0], x[1] get tap 0 (1), x[3], x[4] tap 1 (10), x[2] none
+        assert F.conv2d_backward_data(np.ones((1, 1, 1, 2)), w, x.shape, dilation=(1, 3)).ravel().tolist() == \
+            [1.0, 1.0, 0.0, 10.0, 10.0]
+
+
+# ---- random shapes -------------------------------------------------------------------------------
+
+@st.composite
+def problems(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = 1 if draw(st.booleans()) else draw(st.integers(1, 3))  # cg = 1 with groups > 1: depthwise
+    ocg = draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))  # stride may exceed the kernel
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    # the smallest input with an output is the (dilated) kernel minus the padding: kernel as large as it
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    n = draw(st.integers(1, 3))
+    dt = draw(st.sampled_from([np.float32, np.float64]))
+    bias = draw(st.booleans())
+    return dict(x_shape=(n, cg * groups, h, w), w_shape=(ocg * groups, cg, kh, kw), stride=(sh, sw),
+                padding=(ph, pw), dilation=(dh, dw), groups=groups, dtype=dt, bias=bias)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@given(pr=problems())
+def test_matches_reference(impl, pr):
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]))
+    x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], pr["dtype"], pr["bias"])
+    with cpu_impl(impl):
+        check_all(x, w, b, pr["stride"], pr["padding"], pr["dilation"], pr["groups"])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", [
+    # name: x_shape, w_shape, stride, padding, dilation, groups
+    ("lenet_conv1", (3, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, 1),
+    ("lenet_conv2", (2, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),
+    ("alexnet_conv1_small", (2, 3, 35, 35), (8, 3, 11, 11), 4, 0, 1, 1),
+    ("alexnet_conv2_small", (3, 8, 13, 13), (12, 4, 5, 5), 1, 2, 1, 2),
+    ("1x1", (3, 6, 5, 7), (4, 6, 1, 1), 1, 0, 1, 1),
+    ("1x1_groups", (2, 6, 4, 3), (9, 2, 1, 1), 1, 0, 1, 3),
+    ("1x1_strided", (2, 4, 7, 7), (5, 4, 1, 1), 2, 0, 1, 1),
+    ("1x1_padded", (2, 4, 3, 3), (5, 4, 1, 1), 1, 1, 1, 1),
+    ("depthwise", (2, 5, 9, 8), (10, 1, 3, 3), (2, 1), (1, 0), 1, 5),
+    ("kernel_is_input", (2, 3, 6, 5), (4, 3, 6, 5), 1, 0, 1, 1),
+    ("kernel_beyond_input", (1, 2, 3, 2), (3, 2, 5, 4), 1, (1, 1), 1, 1),
+    ("padding_wider_than_image", (2, 2, 4, 1), (3, 2, 3, 7), 1, (1, 3), 1, 1),  # some taps see only padding
+    ("padding_wider_dilated", (1, 3, 2, 3), (2, 3, 3, 3), 1, (3, 4), (3, 4), 1),
+    ("non_square_dilated", (2, 3, 12, 9), (4, 3, 2, 4), (1, 2), (0, 3), (3, 1), 1),
+    ("one_channel_batch1", (1, 1, 5, 5), (1, 1, 3, 3), 1, 1, 1, 1),
+])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_layer_shapes(impl, case, dt):
+    _, xs, ws, s, p, d, g = case
+    x, w, b = random_problem(np.random.default_rng(7), xs, ws, dt)
+    with cpu_impl(impl):
+        check_all(x, w, b, s, p, d, g)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_large_image_in_bands(impl):
+    # The GEMM path builds im2col columns in bands of output rows (8 MiB of columns each): here
+    # K * OH * OW * 8 bytes = 81 * 131 * 131 * 8 = 11.1 MB, so two bands of 98 and 33 rows.
+    x, w, b = random_problem(np.random.default_rng(3), (2, 9, 131, 131), (4, 9, 3, 3), np.float64)
+    with cpu_impl(impl):
+        check_all(x, w, b, padding=1)
+
+
+def test_auto_matches_forced_paths(rng):
+    x, w, b = random_problem(rng, (5, 6, 11, 10), (8, 3, 3, 3), np.float32)
+    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    with cpu_impl("gemm"):
+        fast = F.conv2d(x, w, b, **kw)
+    with cpu_impl("ref"):
+        slow = F.conv2d(x, w, b, **kw)
+    auto = F.conv2d(x, w, b, **kw)  # the default: the fast path for this shape
+    np.testing.assert_array_equal(auto, fast)
+    mag = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw)
+    assert_close(fast, slow, rtol=0, atol=bound(3 * 9 + 1, mag, np.float32) * 2)
+
+
+def test_set_cpu_impl_hook():
+    old = _core._conv2d_set_cpu_impl("ref")
+    try:
+        assert _core._conv2d_set_cpu_impl("gemm") == "ref"
+        assert _core._conv2d_set_cpu_impl("auto") == "gemm"
+        assert_raises(ValueError, r"must be 'auto', 'ref' or 'gemm', got 'fast'", _core._conv2d_set_cpu_impl, "fast")
+    finally:
+        _core._conv2d_set_cpu_impl(old)
+
+
+# ---- threads -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_thread_count_independent(impl, n, rng):
+    # N = 5 on 2 threads: images 0-3 split per thread, image 4 on both threads inside the GEMM;
+    # on 3 threads: 3 per thread, 2 shared. Backward weight sums per-thread partials in a fixed order.
+    x, w, b = random_problem(rng, (n, 4, 13, 12), (6, 2, 3, 3), np.float32)
+    kw = dict(stride=1, padding=1, groups=2)
+    dy = rng.standard_normal((n, 6, 13, 12)).astype(np.float32)
+    results = {}
+    with cpu_impl(impl):
+        for t in (1, 2, 3):
+            with threads(t):
+                results[t] = (F.conv2d(x, w, b, **kw), F.conv2d_backward_data(dy, w, x.shape, **kw),
+                              F.conv2d_backward_weight(x, dy, w.shape, **kw), F.conv2d_backward_bias(dy))
+    mags = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),
+            ref.conv2d_backward_data(np.abs(dy), np.abs(w), x.shape, **kw),
+            ref.conv2d_backward_weight(np.abs(x), np.abs(dy), w.shape, **kw),
+            ref.conv2d_backward_bias(np.abs(dy)))
+    terms = (2 * 9 + 1, 3 * 9, n * 13 * 12, n * 13 * 12)
+    for t in (2, 3):
+        for name, a, b1, mag, k in zip(("y", "dx", "dw", "db"), results[1], results[t], mags, terms):
+            if impl == "ref" or name == "db":
+                np.testing.assert_array_equal(a, b1)  # one thread per output, one fixed order
+            else:
+                assert_close(b1, a, rtol=0, atol=bound(k, mag, np.float32) * 2, name=f"{name} on {t} threads")
+
+
+# ---- gradients (float64, central differences through the real kernels) --------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1), groups=2),
+    dict(padding=1, groups=4),  # depthwise
+])
+def test_gradients(impl, kw, rng):
+    x, w, b = random_problem(rng, (2, 4, 7, 6), (4, 4 // kw.get("groups", 1), 3, 2), np.float64)
+    with cpu_impl(impl):
+        check_gradients(
+            lambda x, w, b: F.conv2d(x, w, b, **kw),
+            lambda dy, x, w, b: (F.conv2d_backward_data(dy, w, x.shape, **kw),
+                                 F.conv2d_backward_weight(x, dy, w.shape, **kw),
+                                 F.conv2d_backward_bias(dy)),
+            [x, w, b], names=["x", "weight", "bias"])
+
+
+# ---- torch ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 3, 9, 9), (4, 3, 3, 3), dict(stride=1, padding=1)),
+    ((2, 4, 11, 10), (6, 2, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)),
+    ((1, 6, 8, 8), (6, 1, 3, 3), dict(padding=2, dilation=2, groups=6)),
+    ((3, 6, 13, 13), (8, 3, 5, 5), dict(padding=2, groups=2)),  # AlexNet conv2's geometry, smaller
+    ((2, 3, 31, 31), (4, 3, 11, 11), dict(stride=4)),            # AlexNet conv1's
+])
+def test_against_torch(impl, xs, ws, kw, rng):
+    torch = pytest.importorskip("torch")
+    x, w, b = random_problem(rng, xs, ws, np.float64)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    dy = rng.standard_normal(ty.shape)
+    ty.backward(torch.tensor(dy))
+    with cpu_impl(impl):
+        # float64 on both sides: the sums differ only by rounding, ~1e-16 relative to the magnitudes (< 10 here)
+        assert_close(F.conv2d(x, w, b, **kw), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+        assert_close(F.conv2d_backward_data(dy, w, x.shape, **kw), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+        assert_close(F.conv2d_backward_weight(x, dy, w.shape, **kw), tw.grad.numpy(), rtol=1e-12, atol=1e-11)
+        assert_close(F.conv2d_backward_bias(dy), tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---- devices -------------------------------------------------------------------------------------
+
+def test_on_device(device, rng):
+    x, w, b = random_problem(rng, (2, 4, 9, 8), (6, 2, 3, 3), np.float32)
+    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    y = F.conv2d(on(device, x), on(device, w), on(device, b), **kw)
+    mag = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw)
+    assert_close(convkit.to_numpy(y), ref.conv2d(x, w, b, **kw), rtol=0, atol=bound(2 * 9 + 1, mag, np.float32))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = F.conv2d_backward_data(on(device, dy), on(device, w), x.shape, **kw)
+    assert_close(convkit.to_numpy(dx), ref.conv2d_backward_data(dy, w, x.shape, **kw), rtol=1e-4, atol=1e-4)
+    dw = F.conv2d_backward_weight(on(device, x), on(device, dy), w.shape, **kw)
+    assert_close(convkit.to_numpy(dw), ref.conv2d_backward_weight(x, dy, w.shape, **kw), rtol=1e-4, atol=1e-4)
+    db = F.conv2d_backward_bias(on(device, dy))
+    assert_close(convkit.to_numpy(db), ref.conv2d_backward_bias(dy), rtol=1e-4, atol=1e-4)
+
+
+# ---- bad input: the Python layer, then the C++ checks behind it ----------------------------------
+
+def test_bad_input_functional():
+    x = np.ones((2, 4, 5, 5), np.float32)
+    w = np.ones((6, 2, 3, 3), np.float32)
+    b = np.ones(6, np.float32)
+    dy = np.ones((2, 6, 3, 3), np.float32)
+    fn = F.conv2d
+    assert_raises(ValueError, r"conv2d: x must have shape \[N, C, H, W\], got \[4, 5, 5\]", fn, x[0], w)
+    assert_raises(ValueError, r"conv2d: weight must have shape \[OC, C/groups, KH, KW\], got \[6, 2, 3\]",
+                  fn, x, w[..., 0])
+    assert_raises(TypeError, r"conv2d: weight has dtype float64 but x has float32", fn, x, w.astype(np.float64))
+    assert_raises(TypeError, r"conv2d: x must have dtype float32 or float64, got int64", fn, x.astype(np.int64), w)
+    assert_raises(ValueError, r"groups=3 must divide the input channels C=4", fn, x, w, groups=3)
+    assert_raises(ValueError, r"groups=4 must divide the output channels OC=6", fn, x, np.ones((6, 1, 3, 3), np.float32),
+                  groups=4)
+    assert_raises(ValueError, r"weight must have shape \[OC, C/groups, KH, KW\] = \[6, 2, 3, 3\]", fn, x,
+                  np.ones((6, 4, 3, 3), np.float32), groups=2)
+    assert_raises(ValueError, r"output size -1x-1 <= 0", fn, x, np.ones((6, 4, 7, 7), np.float32))
+    assert_raises(ValueError, r"C-contiguous", fn, np.ones((2, 4, 5, 10), np.float32)[..., ::2], w, groups=2)
+    assert_raises(ValueError, r"conv2d: x is empty", fn, np.ones((0, 4, 5, 5), np.float32), w, groups=2)
+    assert_raises(ValueError, r"conv2d: bias must have shape \[6\], got \[5\]", fn, x, w, b[:5], groups=2)
+    assert_raises(ValueError, r"conv2d: stride must be >= 1, got 0", fn, x, w, stride=0, groups=2)
+    assert_raises(ValueError, r"conv2d: stride must be >= 1, got -1", fn, x, w, stride=(1, -1), groups=2)
+    assert_raises(ValueError, r"conv2d: dilation must be >= 1, got 0", fn, x, w, dilation=0, groups=2)
+    assert_raises(ValueError, r"conv2d: padding must be >= 0, got -1", fn, x, w, padding=-1, groups=2)
+    assert_raises(ValueError, r"conv2d: groups must be >= 1, got 0", fn, x, w, groups=0)
+    assert_raises(TypeError, r"conv2d: stride must be an int", fn, x, w, stride=1.5, groups=2)
+    # backward: the x_shape / weight_shape that do not fit dy
+    assert_raises(ValueError, r"conv2d_backward_data: dy must have shape \[2, 6, 4, 4\], got \[2, 6, 3, 3\]",
+                  F.conv2d_backward_data, dy, w, (2, 4, 6, 6), groups=2)
+    assert_raises(ValueError, r"conv2d_backward_data: x_shape must be a 4-tuple", F.conv2d_backward_data, dy, w,
+                  (4, 5, 5), groups=2)
+    assert_raises(ValueError, r"conv2d_backward_data: x_shape must be >= 1, got 0", F.conv2d_backward_data, dy, w,
+                  (2, 4, 0, 5), groups=2)
+    assert_raises(ValueError, r"conv2d_backward_weight: dy must have shape \[2, 6, 1, 1\]",
+                  F.conv2d_backward_weight, x, dy, (6, 2, 5, 5), groups=2)
+    assert_raises(TypeError, r"conv2d_backward_weight: dy has dtype float64 but x has float32",
+                  F.conv2d_backward_weight, x, dy.astype(np.float64), w.shape, groups=2)
+    assert_raises(ValueError, r"conv2d_backward_bias: dy must have shape \[N, OC, OH, OW\], got \[6, 3, 3\]",
+                  F.conv2d_backward_bias, dy[0])
+
+
+def test_bad_input_core():
+    # The binding's own checks, for callers that skip convkit.functional.
+    x = np.ones((2, 4, 5, 5), np.float32)
+    w = np.ones((6, 2, 3, 3), np.float32)
+    b = np.ones(6, np.float32)
+    dy = np.ones((2, 6, 3, 3), np.float32)
+    one, zero = (1, 1), (0, 0)
+
+    def fwd(x=x, w=w, b=b, stride=one, padding=zero, dilation=one, groups=2):
+        return _core.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+
+    fwd()  # the baseline is valid
+    assert_raises(ValueError, r"conv2d_forward: x must have shape \[N, C, H, W\], got \[4, 5, 5\]", fwd, x=x[0])
+    assert_raises(ValueError, r"conv2d_forward: weight must be float32, got float64", fwd, w=w.astype(np.float64))
+    assert_raises(ValueError, r"conv2d_forward: bias must be float32, got float64", fwd, b=b.astype(np.float64))
+    assert_raises(ValueError, r"conv2d_forward: x must be float32 or float64, got int64", fwd,
+                  x=x.astype(np.int64), w=w.astype(np.int64), b=b.astype(np.int64))
+    assert_raises(ValueError, r"conv2d_forward: groups=3 must divide the input channels C=4", fwd, groups=3)
+    assert_raises(ValueError, r"conv2d_forward: groups=4 must divide the output channels OC=6", fwd,
+                  w=np.ones((6, 1, 3, 3), np.float32), groups=4)
+    assert_raises(ValueError, r"conv2d_forward: weight must have shape \[6, 2, 3, 3\], got \[6, 3, 3, 3\]", fwd,
+                  w=np.ones((6, 3, 3, 3), np.float32))
+    assert_raises(ValueError, r"conv2d_forward: groups must be >= 1, got 0", fwd, groups=0)
+    assert_raises(ValueError, r"output size -1 <= 0", fwd, w=np.ones((6, 2, 7, 3), np.float32))
+    assert_raises(ValueError, r"C-contiguous", fwd, x=np.ones((2, 4, 5, 10), np.float32)[..., ::2])
+    assert_raises(ValueError, r"conv2d_forward: x is empty", fwd, x=np.ones((0, 4, 5, 5), np.float32))
+    assert_raises(ValueError, r"conv2d_forward: weight is empty", fwd, w=np.ones((0, 2, 3, 3), np.float32),
+                  b=np.ones(0, np.float32))
+    assert_raises(ValueError, r"conv2d_forward: bias must have shape \[6\], got \[5\]", fwd, b=b[:5])
+    assert_raises(ValueError, r"conv2d_forward: bias must have shape \[OC\], got \[6, 1\]", fwd, b=b[:, None])
+    assert_raises(ValueError, r"stride must be >= 1, got 0", fwd, stride=(1, 0))
+    assert_raises(ValueError, r"stride must be >= 1, got -2", fwd, stride=(-2, 1))
+    assert_raises(ValueError, r"dilation must be >= 1, got 0", fwd, dilation=(0, 1))
+    assert_raises(ValueError, r"padding must be >= 0, got -1", fwd, padding=(0, -1))
+    assert_raises(TypeError, r"conv2d_forward: x must be a numpy array", fwd, x=[[1.0]])
+    assert_raises(OverflowError, r"overflows", fwd, padding=(2**62, 0))
+
+    # backward data: a wrong x_shape shows up as a dy that does not fit it
+    bd = _core.conv2d_backward_data
+    bd(dy, w, [2, 4, 5, 5], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_data: dy must have shape \[2, 6, 4, 4\] .*, got \[2, 6, 3, 3\]", bd,
+                  dy, w, [2, 4, 6, 6], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_data: weight must have shape \[6, 4, 3, 3\], got \[6, 2, 3, 3\]",
+                  bd, dy, w, [2, 8, 5, 5], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_data: x_shape must have 4 entries", bd, dy, w, [4, 5, 5], one, zero,
+                  one, 2)
+    assert_raises(ValueError, r"conv2d_backward_data: weight must be float32, got float64", bd, dy,
+                  w.astype(np.float64), [2, 4, 5, 5], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_data: dy must be float32 or float64, got int64", bd,
+                  dy.astype(np.int64), w, [2, 4, 5, 5], one, zero, one, 2)
+    # backward weight: a wrong w_shape
+    bw = _core.conv2d_backward_weight
+    bw(x, dy, [6, 2, 3, 3], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_weight: dw must have shape \[6, 2, 3, 3\], got \[6, 4, 3, 3\]", bw,
+                  x, dy, [6, 4, 3, 3], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_weight: dy must have shape \[2, 6, 1, 1\]", bw, x, dy,
+                  [6, 2, 5, 5], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_weight: dy must be float32, got float64", bw, x,
+                  dy.astype(np.float64), [6, 2, 3, 3], one, zero, one, 2)
+    assert_raises(ValueError, r"conv2d_backward_bias: dy must have shape \[N, OC, OH, OW\]",
+                  _core.conv2d_backward_bias, dy[0])
+    assert_raises(ValueError, r"conv2d_backward_bias: dy is empty", _core.conv2d_backward_bias,
+                  np.ones((0, 6, 3, 3), np.float32))
+
+
+def test_cuda_without_device_is_clear():
+    if convkit.cuda_available():
+        pytest.skip("a CUDA device is usable here")
+    assert_raises(RuntimeError, r"device='cuda' requested but CUDA is not usable",
+                  convkit.asarray, np.ones(3, np.float32), device="cuda")
