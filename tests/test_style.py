@@ -71,6 +71,24 @@ def test_tv_loss_hand_worked():
     assert g[0, 0, 0, 0] == -2.0
 
 
+def test_normalization_is_size_independent(rng):
+    """Weights transfer between sizes: an image tiled 2x2 (4x the positions) has the same content and style
+    losses as the tile itself -- exactly, with 1x1 random filters, where the features tile too. Unnormalized
+    sums (F F^T, sum (F - P)^2) would grow 4x."""
+    net = S.RandomFilterNet(sizes=(1,), filters=6, seed=0, dtype=np.float64, content_layers=("relu1x1",))
+    tile, target, style = (rng.uniform(0, 1, (12, 10, 3)) for _ in range(3))
+    two = lambda a: np.tile(a, (2, 2, 1))  # noqa: E731
+    small = S.StyleObjective(net, target, style, alpha=1.0, beta=10.0)
+    big = S.StyleObjective(net, two(target), style, alpha=1.0, beta=10.0)
+    ls = small(_nchw(tile), need_grad=False)[2]
+    lb = big(_nchw(two(tile)), need_grad=False)[2]
+    for k in ("content", "style"):
+        assert_close(np.array(lb[k]), np.array(ls[k]), rtol=1e-12, atol=0, name=k)
+    f = net.features(_nchw(tile), net.layers)["relu1x1"]
+    f2 = net.features(_nchw(two(tile)), net.layers)["relu1x1"]
+    assert_close(S.gram_matrix(f2), S.gram_matrix(f), rtol=1e-12, atol=1e-15)
+
+
 def test_loss_gradients_match_finite_differences(rng):
     f = rng.standard_normal((1, 5, 4, 3))
     p = rng.standard_normal((1, 5, 4, 3))
@@ -312,6 +330,8 @@ def test_load_image_kinds(tmp_path):
     assert S.load_image(rgba).shape == (5, 6, 3)
     assert S.load_image(rgba, size=3).shape == (2, 3, 3)  # longest side 3, aspect kept
     assert S.load_image(rgba, size=(4, 7)).shape == (4, 7, 3)
+    with pytest.warns(UserWarning, match="divide 0..255 images by 255"):
+        assert S.load_image(np.full((2, 2, 3), 200.0)).max() == 1.0
     S.save_image(tmp_path / "a.png", a)
     b = S.load_image(tmp_path / "a.png")
     assert_close(b, a, rtol=0, atol=1 / 255 + 1e-6)  # PNG is 8 bits per channel
@@ -331,6 +351,21 @@ def test_cli_writes_png(tmp_path, capsys):
     assert os.listdir(tmp_path / "snaps") == ["step_00002.png"]
     text = capsys.readouterr().out
     assert "style loss" in text and str(out) in text
+    # the lecture's figure: a second run with more weight to the style, both results and a figure
+    fig = tmp_path / "fig.png"
+    rc = main(["style", "skimage:astronaut", "skimage:gravel", "-o", str(out), "--size", "24", "--iterations", "2",
+               "--filters", "4", "--scales", "3,5", "--no-progress", "--compare-beta", "1e6", "--figure", str(fig)])
+    assert rc == 0
+    assert S.load_image(tmp_path / "out_beta1e+06.png").shape == (24, 24, 3)
+    assert S.load_image(fig).shape[1] > 4 * S.load_image(fig).shape[0] // 2  # four panels side by side
+    # texture synthesis: CONTENT only sets the size
+    rc = main(["style", "skimage:chelsea", "skimage:brick", "-o", str(out), "--size", "30", "--iterations", "2",
+               "--filters", "4", "--scales", "3", "--texture", "--no-progress"])
+    assert rc == 0
+    assert S.load_image(out).shape == (20, 30, 3)  # chelsea is 300x451: longest side 30
+    text = capsys.readouterr().out
+    texture_report = text[text.index("alpha 0,"):]
+    assert "style loss" in texture_report and "content loss" not in texture_report
     rc = main(["style", "skimage:nope", "skimage:gravel", "-o", str(out)])
     assert rc == 2
     assert "no image 'nope'" in capsys.readouterr().err

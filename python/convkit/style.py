@@ -44,6 +44,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,8 +93,8 @@ def load_image(src, size=None) -> np.ndarray:
     """An RGB image as a float32 array [H, W, 3] in [0, 1].
 
     src: a file path, "skimage:NAME" for an image shipped with scikit-image (e.g. "skimage:astronaut",
-    "skimage:gravel"), or an array: [H, W] (gray), [H, W, 3] or [H, W, 4] (alpha dropped), integer arrays
-    scaled from 0..255 (uint8) or 0..65535 (uint16), float arrays taken as [0, 1].
+    "skimage:gravel"), or an array: [H, W] (gray), [H, W, 3] or [H, W, 4] (alpha dropped); uint16 arrays
+    are scaled from 0..65535, other integer arrays from 0..255, float arrays are taken as [0, 1] (clipped).
     size: None (keep), an int (the longest side, keeping the aspect ratio) or (height, width).
     """
     if isinstance(src, (str, os.PathLike)):
@@ -127,10 +128,13 @@ def load_image(src, size=None) -> np.ndarray:
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ValueError(f"load_image: image is empty (shape {list(img.shape)})")
     if img.dtype.kind in "ui":
-        img = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max if img.dtype.itemsize <= 2 else 255)
+        img = img.astype(np.float32) / np.float32(65535 if img.dtype == np.uint16 else 255)
     img = np.ascontiguousarray(img, dtype=np.float32)
     if not np.isfinite(img).all():
         raise ValueError("load_image: image contains NaN or infinity")
+    if img.size and img.max() > 1.5:
+        warnings.warn(f"load_image: a float image with values up to {img.max():g} (expected [0, 1]); values above "
+                      "1 are clipped -- divide 0..255 images by 255", stacklevel=2)
     img = _resize(img, _target_shape(img.shape[:2], size))
     return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
 
@@ -638,6 +642,7 @@ def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: 
     dt = objective.backbone.dtype
     shape = x0.shape
     _, _, start = objective(x0, need_grad=False)
+    evals0 = objective.evaluations
     history, snapshots = [], []
     last = {}
 
@@ -712,7 +717,7 @@ def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: 
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    evals = objective.evaluations
+    evals = objective.evaluations - evals0
     _, _, final = objective(x, need_grad=False)
     return StyleResult(image=_to_hwc(x), start=start, final=final, history=history, snapshots=snapshots,
                        iterations=its, evaluations=evals, seconds=seconds, optimizer=optimizer, message=message)
