@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     with convkit.nn.no_grad():
         target = np.asarray(model(x_all)).argmax(1)
     print(f"bench_analysis: {what} on {src}; convkit {convkit.__version__}, torch {torch.__version__}, "
-          f"captum {__import__('captum').__version__}; {threads} threads each; {platform.processor() or platform.machine()}")
+          f"captum {__import__('captum').__version__}; {threads} threads each; "
+          f"{platform.processor() or platform.machine()}")
     results = []
 
     # ---- occlusion: 100 images, 8x8 window, stride 2 ---------------------------------------------
@@ -160,7 +161,8 @@ def main(argv=None) -> int:
 
     print(f"{'problem':<58} {'convkit ms':>11} {'captum ms':>11} {'ratio':>7}")
     for r in results:
-        extra = f"  (captum perturbations_per_eval={r['captum_perturbations_per_eval']})" if "captum_perturbations_per_eval" in r else ""
+        ppe = r.get("captum_perturbations_per_eval")
+        extra = f"  (captum perturbations_per_eval={ppe})" if ppe is not None else ""
         print(f"{r['name']:<58} {r['convkit_ms']:>11.1f} {r['captum_ms']:>11.1f} {r['ratio']:>7.3f}{extra}")
     print(f"medians of {args.repeats} interleaved samples; ratio = convkit / captum (< 1: convkit is faster)")
     if args.json:
