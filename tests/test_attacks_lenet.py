@@ -187,6 +187,21 @@ def test_cli(tmp_path, argv, picture, capsys):
         assert report["n"] > 0 and 0 <= report["result"]["success_rate"] <= 1
 
 
+def test_cli_on_the_test_set(tmp_path):
+    try:
+        data.find_dataset("fashion-mnist")
+    except ValueError:
+        pytest.skip("the Fashion-MNIST IDX files are not installed (Debian package dataset-fashion-mnist)")
+    from convkit.cli import main
+
+    assert main(["attack", "sweep", "--data", "fashion-mnist", "--n", "200", "--eps-list", "0,0.05",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["n"] == 200 and report["data"] == "Fashion-MNIST test set"
+    acc = report["sweep"]["accuracy"]
+    assert acc["pgd"][1] <= acc["fgsm"][1] < acc["fgsm"][0]
+
+
 def test_cli_errors(tmp_path, capsys):
     from convkit.cli import main
 

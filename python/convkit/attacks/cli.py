@@ -94,7 +94,7 @@ def load_images(data: str, n: int):
     else:
         ds = D.load_fashion_mnist(None if data == "fashion-mnist" else data)
         imgs, labels = ds.x_test, ds.y_test
-        desc = f"Fashion-MNIST test set ({ds.source})"
+        desc = "Fashion-MNIST test set"
     x = D.to_float(imgs)
     if n:
         if n < 0:
