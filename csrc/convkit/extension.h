@@ -210,10 +210,17 @@ inline Tensor from_cuda_array_interface(py::handle h, const py::dict& ai, const 
 // A numpy array (CPU) or an object with __cuda_array_interface__ such as convkit.DeviceArray (CUDA)
 // as a Tensor view. Rejects other types (TypeError), unsupported dtypes (TypeError), and
 // non-contiguous, misaligned, big-endian and (for outputs) read-only arrays (ValueError), with the
-// messages convkit's own bindings use. Call it with the GIL held (pybind11 holds it in a binding).
+// messages convkit's own bindings use; a CUDA array given to an extension built without CUDA is a
+// RuntimeError. Call it with the GIL held (pybind11 holds it in a binding).
 inline Tensor as_tensor(py::handle h, const char* op, const char* name, bool writable = false) {
   detail::sync_num_threads();
   if (!py::isinstance<py::array>(h) && py::hasattr(h, "__cuda_array_interface__")) {
+#ifndef CONVKIT_WITH_CUDA
+    // Fail here, before any output is allocated, with a message about this extension.
+    throw std::runtime_error(str_cat(op, ": ", name, " is on cuda but this extension was built without CUDA "
+                                     "support (no nvcc at its build time); rebuild it with CUDA or keep the "
+                                     "arrays on the CPU"));
+#endif
     py::dict ai = h.attr("__cuda_array_interface__").cast<py::dict>();
     return detail::from_cuda_array_interface(h, ai, op, name, writable);
   }
