@@ -37,7 +37,7 @@ def test_analyze_on_a_given_model_and_images(tmp_path):
     num = report.analyze(tmp_path, net, x, y, ["a", "b", "c"], quick=True, fmt="both", run_tsne=False)
     _check_outputs(tmp_path, num)
     assert num["feature_layer"] == "relu3" and num["feature_dim"] == 8
-    assert set(num["images"]) >= {"filters_conv1", "filters_conv2", "activations_conv1", "neighbors", "pca_features",
+    assert set(num["images"]) >= {"filters_conv1", "filters_conv2", "activations_relu1", "neighbors", "pca_features",
                                   "attributions", "randomization"}
     for v in num["precision_at_10"].values():
         assert 0 <= v <= 120

@@ -46,7 +46,7 @@ def plot_filters(model_or_weight, path, layer: str | None = None, normalize: str
         oc, ic, kh, kw = w.shape
         layout = "one tile per filter" if ic in (1, 3) else "rows: filters, columns: input channels"
         title = f"{name}: {oc} filters of {ic}x{kh}x{kw} ({layout}; each filter normalized)"
-    return plots.save_image(grid, path, title, scale=0.03 if w.shape[1] in (1, 3) else 0.02)
+    return plots.save_image(grid, path, title)
 
 
 def activation_maps(model, image, layer: str, *, device=None) -> np.ndarray:

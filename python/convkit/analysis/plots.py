@@ -157,11 +157,14 @@ def save(fig, path) -> str:
     return path
 
 
-def save_image(array, path, title: str = "", scale: float = 0.02, cmap: str = "gray") -> str:
-    """An [H, W] or [H, W, 3] array in [0, 1] as a PNG with an optional title."""
+def save_image(array, path, title: str = "", scale: float | None = None, cmap: str = "gray") -> str:
+    """An [H, W] or [H, W, 3] array in [0, 1] as a PNG with an optional title. scale: inches per
+    pixel (default: the longer side about 8 inches, at most a quarter inch per pixel)."""
     a = np.asarray(array)
     h, w = a.shape[:2]
-    fig = _figure(max(3.0, min(14.0, w * scale)), max(3.0, min(14.0, h * scale)) + (0.4 if title else 0))
+    if scale is None:
+        scale = min(0.25, 8.0 / max(h, w))
+    fig = _figure(max(3.0, min(14.0, w * scale)), max(2.0, min(14.0, h * scale)) + (0.4 if title else 0))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(a, cmap=cmap if a.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
@@ -256,4 +259,4 @@ def plot_maps(maps, path, title: str = "", ncols: int | None = None, cmap: str =
     """Maps [C, h, w] (e.g. one image's activation maps) in a grid, each scaled on its own."""
     m = np.asarray(maps, dtype=np.float64)
     grid = tile_grid(colorize(m, cmap), ncols, pad=1)
-    return save_image(grid, path, title, scale=0.03)
+    return save_image(grid, path, title)

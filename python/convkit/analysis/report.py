@@ -94,7 +94,11 @@ def analyze(out, model=None, images=None, labels=None, class_names=None, *, quic
         pngs["filters_conv1"] = filters.plot_filters(model, out / "filters_conv1.png", convs[0])
         if len(convs) > 1:
             pngs["filters_conv2"] = filters.plot_filters(model, out / "filters_conv2.png", convs[1])
+        order = features.layer_names(model)
         for ln in convs[:2]:
+            nxt = order[order.index(ln) + 1] if order.index(ln) + 1 < len(order) else None
+            if nxt is not None and type(features.get_layer(model, nxt)).__name__ == "ReLU":
+                ln = nxt  # show what the next layer sees: the maps after the ReLU
             pngs[f"activations_{ln}"] = filters.plot_activation_maps(model, x_ret[0], ln, out / f"activations_{ln}.png",
                                                                      device=device)
 
