@@ -22,6 +22,7 @@ import convkit.functional as F
 from convkit.testing import assert_close, assert_raises, check_gradients
 from conftest import DEVICES, on
 from reference import lrn as ref
+from test_max_pool2d import guarded_copy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -143,6 +144,23 @@ def test_multiple_chunks_and_tails(shape):
                      atol=2e-6 * backward_terms(x, s, dy, 5, 1e-2, beta))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses mmap/mprotect guard pages")
+@pytest.mark.parametrize("where", ["start", "end"])
+@pytest.mark.parametrize("shape", [(1, 3, 1, 13), (2, 5, 3, 7), (1, 2, 9, 9)])
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_no_reads_outside_the_inputs(where, shape, beta):
+    """The masked tail loads must not touch memory past (or before) any input array."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, s = F.local_response_norm(guarded_copy(x, where), 5, 0.1, beta, 1.0, return_scale=True)
+    ry, rs = ref.lrn(x, 5, 0.1, beta, 1.0)
+    assert_close(y, ry, rtol=2e-6, atol=0)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx = F.local_response_norm_backward(*(guarded_copy(a, where) for a in (x, y, s, dy)), 5, 0.1, beta, 1.0)
+    assert_close(dx, ref.lrn_backward(x, y, s, dy, 5, 0.1, beta, 1.0), rtol=2e-6,
+                 atol=2e-6 * backward_terms(x, s, dy, 5, 0.1, beta))
+
+
 # ---- gradients ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 9])
@@ -222,6 +240,7 @@ def test_thread_count_independent():
 GENERIC_SCRIPT = """
 import numpy as np, convkit, convkit.functional as F
 from reference import lrn as ref
+from test_max_pool2d import guarded_copy
 assert convkit._core.cpu_isa() == "generic", convkit._core.cpu_isa()
 rng = np.random.default_rng(0)
 for dt, tol in ((np.float32, 2e-6), (np.float64, 1e-12)):

@@ -18,8 +18,8 @@
 // window mirrored (for even n it leans the other way).
 //
 // CPU decomposition: tasks are (image n, chunk of B pixels of the H*W plane); parallel_for splits
-// the tasks over the threads, and the chunking depends only on the shape, so every element is
-// computed by the same code whatever the thread count. A task walks the channels once, reading
+// the tasks over the threads. Every pixel is computed by the same arithmetic whatever task it falls
+// in, so results do not depend on the thread count (nor on B). A task walks the channels once, reading
 // each input once: channel c + (n-1)/2 is squared into a ring of min(n, C) rows of B values just
 // before channel c needs it, and the window sum of channel c is added up directly from that ring
 // (c' ascending). We do not keep a running sum (add the entering square, subtract the leaving one):
@@ -69,7 +69,8 @@ namespace {
 // How s^(-beta) is computed; lrn_avx2.cpp receives the same numbers.
 enum LrnPowMode : int { kPowOne = 0, kPowInvSqrt = 1, kPow075 = 2, kPowInv = 3, kPowGeneral = 4 };
 
-constexpr int64_t kChunk = 256;  // pixels per task: a ring row is 1 KiB of float32
+constexpr int64_t kMaxChunk = 2048;  // pixels per task at most: a ring row is then 8 KiB of float32
+constexpr int64_t kMinChunk = 64;    // and at least this many, when the plane has them
 
 struct ErrorSlot {  // first exception inside a parallel region, rethrown after it
   std::atomic<bool> set{false};
@@ -212,7 +213,15 @@ struct Tasks {
 Tasks tasks_of(const Tensor& x) {
   Tasks t;
   t.N = x.shape[0], t.C = x.shape[1], t.HW = checked_mul(x.shape[2], x.shape[3], "lrn");
-  t.chunk = std::min(kChunk, t.HW);
+  // Long contiguous runs per channel (the prefetchers lose track when every few hundred pixels jump
+  // to the next channel), at most kMaxChunk so the rings stay in L1/L2, and enough tasks to keep
+  // every thread busy at batch 1. The chunking never changes a result: every pixel's arithmetic is
+  // the same whatever task it falls in.
+  const int64_t nt = num_threads();
+  int64_t chunks = std::max((t.HW + kMaxChunk - 1) / kMaxChunk, (2 * nt + t.N - 1) / t.N);
+  chunks = std::max<int64_t>(1, std::min(chunks, (t.HW + kMinChunk - 1) / kMinChunk));
+  t.chunk = ((t.HW + chunks - 1) / chunks + 7) / 8 * 8;
+  t.chunk = std::min(t.chunk, t.HW);
   t.chunks = (t.HW + t.chunk - 1) / t.chunk;
   return t;
 }
