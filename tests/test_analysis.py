@@ -356,11 +356,11 @@ def test_tsne_runs_and_is_deterministic():
     pytest.importorskip("sklearn")
     rng = np.random.default_rng(11)
     x = np.concatenate([rng.standard_normal((20, 5)), rng.standard_normal((20, 5)) + 8])
-    a = A.tsne(x, perplexity=5, backend="sklearn")
-    b = A.tsne(x, perplexity=5, backend="sklearn")
+    a = A.tsne(x, perplexity=5, backend="sklearn", max_iter=400)
+    b = A.tsne(x, perplexity=5, backend="sklearn", max_iter=400)
     assert a.shape == (40, 2) and np.array_equal(a, b)
-    # two far-apart blobs stay apart: 1-NN accuracy in 2-D is perfect
-    assert A.knn_accuracy(a, [0] * 20 + [1] * 20, 1) == 1.0
+    # two far-apart blobs stay apart (a short run: 400 steps; at most one stray point)
+    assert A.knn_accuracy(a, [0] * 20 + [1] * 20, 1) >= 0.95
 
 
 def test_tsne_missing_backend_message(monkeypatch):
@@ -375,6 +375,7 @@ def test_tsne_missing_backend_message(monkeypatch):
     assert_raises(ImportError, r"t-SNE needs openTSNE or scikit-learn.*pip install", A.tsne, np.ones((10, 3)))
     assert_raises(ImportError, "pip install 'convkit\\[tsne\\]'", A.tsne, np.ones((10, 3)), backend="opentsne")
     assert_raises(ValueError, "backend must be", A.tsne, np.ones((10, 3)), backend="umap")
+    assert_raises(ValueError, "max_iter must be >= 250", A.tsne, np.ones((10, 3)), max_iter=10)
 
 
 # ---- rank correlation and randomization -----------------------------------------------------------

@@ -230,7 +230,8 @@ def test_feature_embedding_separates_classes_better_than_pixels(lenet, fmnist):
         scores["tsne features"] = A.knn_accuracy(A.tsne(feats), ys, 5)
     except ImportError:
         pass
-    print(f"\n2-D 5-NN accuracy on {len(idx)} images of {where}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print(f"\n2-D 5-NN accuracy on {len(idx)} images of {where}: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     assert scores["pca features"] > scores["pca pixels"] + 0.05
     if "tsne features" in scores:
         assert scores["tsne features"] > scores["tsne pixels"] + 0.03

@@ -21,8 +21,8 @@ def set_num_threads(n: int) -> None:
     """Threads each CPU kernel uses (n >= 1; 0 restores the default). Applies to every Python thread."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"set_num_threads: n must be >= 0, got {n}")
+    if n < 0 or n > 4096:
+        raise ValueError(f"set_num_threads: n must be in [0, 4096], got {n}")
     _core.set_num_threads(n)
 
 

@@ -93,14 +93,16 @@ def tsne_backend(backend: str = "auto") -> str:
 
 
 def tsne(x, n_components: int = 2, *, perplexity: float = 30.0, pca_dims: int | None = 50, seed: int = 0,
-         backend: str = "auto", n_jobs: int = 1) -> np.ndarray:
+         backend: str = "auto", n_jobs: int = 1, max_iter: int = 1000) -> np.ndarray:
     """t-SNE embedding [N, n_components] of the rows of x (first reduced to `pca_dims` by PCA when
-    they have more columns, as is customary; None skips that). Deterministic for a given seed."""
+    they have more columns, as is customary; None skips that). Deterministic for a given seed.
+    max_iter: optimization steps (scikit-learn needs at least 250)."""
     fn = "tsne"
     a = U.as_images(x, fn, "x", ndim=max(2, np.ndim(x)))
     a = a.reshape(a.shape[0], -1).astype(np.float64)
     n = a.shape[0]
     n_components = U.as_int(n_components, fn, "n_components", 1, 3)
+    max_iter = U.as_int(max_iter, fn, "max_iter", 250)
     perplexity = U.as_float(perplexity, fn, "perplexity", lo=1.0)
     if n < 4:
         raise ValueError(f"{fn}: need at least 4 rows, got {n}")
@@ -111,8 +113,11 @@ def tsne(x, n_components: int = 2, *, perplexity: float = 30.0, pca_dims: int | 
     if which == "opentsne":
         import openTSNE
         emb = openTSNE.TSNE(n_components=n_components, perplexity=perplexity, random_state=seed,
-                            n_jobs=n_jobs, verbose=False).fit(a)
+                            n_jobs=n_jobs, n_iter=max_iter, verbose=False).fit(a)
         return np.asarray(emb, dtype=np.float64)
+    import inspect
+
     from sklearn.manifold import TSNE
+    iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"  # renamed in 1.5
     return TSNE(n_components=n_components, perplexity=perplexity, random_state=seed, init="pca",
-                n_jobs=n_jobs).fit_transform(a).astype(np.float64)
+                n_jobs=n_jobs, **{iters: max_iter}).fit_transform(a).astype(np.float64)

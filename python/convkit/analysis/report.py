@@ -36,7 +36,8 @@ def load_default_data(source: str = "auto", path=None):
             if source == "fashion-mnist":
                 raise
     imgs, labels = D.load_samples()
-    return D.to_float(imgs), labels, tuple(D.FASHION_MNIST_CLASSES), "the Fashion-MNIST sample images shipped with convkit"
+    desc = "the Fashion-MNIST sample images shipped with convkit"
+    return D.to_float(imgs), labels, tuple(D.FASHION_MNIST_CLASSES), desc
 
 
 def _timed(times, name):
@@ -225,7 +226,8 @@ def markdown(num: dict) -> str:
             lines.append(f"| {label} | {sc[key]:.4f} |")
     ev = e["pca_explained_variance_ratio"]
     lines += ["", f"PCA explained variance ratio (first two components): features "
-                  f"{ev['features'][0]:.3f}, {ev['features'][1]:.3f}; pixels {ev['pixels'][0]:.3f}, {ev['pixels'][1]:.3f}."]
+                  f"{ev['features'][0]:.3f}, {ev['features'][1]:.3f}; "
+                  f"pixels {ev['pixels'][0]:.3f}, {ev['pixels'][1]:.3f}."]
     if "tsne" in e:
         lines.append(f"t-SNE {e['tsne']}")
     lines += [""] + [f"![{k}]({v})" for k, v in num["images"].items() if k.startswith(("pca", "tsne"))]
@@ -233,12 +235,14 @@ def markdown(num: dict) -> str:
     lines += [f"![{k}]({v})" for k, v in num["images"].items() if k.startswith(("filters", "activations"))]
     o = num["occlusion"]
     lines += ["", "## Occlusion and saliency", "",
-              f"Occlusion: {o['window']}x{o['window']} window, stride {o['stride']}, baseline {o['baseline']} (the window "
-              f"replaced by a Gaussian blur of the image), drop of the predicted class probability. Saliency: max over channels of |d logit / d pixel|.", "",
+              f"Occlusion: {o['window']}x{o['window']} window, stride {o['stride']}, baseline {o['baseline']} "
+              f"(the window replaced by a Gaussian blur of the image), drop of the predicted class probability. "
+              f"Saliency: max over channels of |d logit / d pixel|.", "",
               "![attributions](" + num["images"]["attributions"] + ")", "",
               f"## Sanity checks ({s['n']} images)", "",
               "| check | mean Spearman rank correlation |", "| --- | --- |",
-              f"| saliency (window-smoothed) vs occlusion, same image | {s['saliency_vs_occlusion_rank_correlation']:.3f} |",
+              f"| saliency (window-smoothed) vs occlusion, same image | "
+              f"{s['saliency_vs_occlusion_rank_correlation']:.3f} |",
               f"| saliency (window-smoothed) vs occlusion, other images (chance) | "
               f"{s['saliency_vs_occlusion_chance']:.3f} |",
               f"| saliency (pixel-sharp) vs occlusion, same image | "
@@ -264,7 +268,8 @@ def _cmd_analyze(args) -> int:
         print(f"  2-D 5-NN accuracy, {k}: {v:.4f}")
     print(f"  saliency vs occlusion rank correlation {s['saliency_vs_occlusion_rank_correlation']:.3f} "
           f"(chance {s['saliency_vs_occlusion_chance']:.3f}); trained vs random weights: saliency "
-          f"{s['randomization_saliency_rank_correlation']:.3f}, occlusion {s['randomization_occlusion_rank_correlation']:.3f}")
+          f"{s['randomization_saliency_rank_correlation']:.3f}, "
+          f"occlusion {s['randomization_occlusion_rank_correlation']:.3f}")
     reports = [n for n in ("report.md", "report.json") if (out / n).exists()]
     print(f"  wrote {len(num['images'])} PNGs and {', '.join(reports)} to {out} in {num['seconds_total']} s")
     return 0

@@ -7,6 +7,8 @@ Every computation is a convkit.functional kernel.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -331,7 +333,7 @@ class Flatten(Module):
 
     def output_shape(self, input_shape):
         input_shape = tuple(int(s) for s in input_shape)
-        return (input_shape[0], int(np.prod(input_shape[1:])))
+        return (input_shape[0], math.prod(input_shape[1:]))  # exact for any size (no int64 wrap)
 
 
 class Normalize(Module):
