@@ -9,7 +9,6 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-import convkit
 import convkit.nn as nn
 from convkit.testing import assert_close, assert_raises, check_gradients
 from conftest import on
@@ -104,7 +103,8 @@ def test_bad_construction():
 
 def test_bad_input_is_clear(rng):
     m = small_net(np.float32)
-    assert_raises(ValueError, r"Conv2d: x must have 2 channels", m, rng.standard_normal((1, 3, 5, 7)).astype(np.float32))
+    assert_raises(ValueError, r"Conv2d: x must have 2 channels", m,
+                  rng.standard_normal((1, 3, 5, 7)).astype(np.float32))
     assert_raises(ValueError, r"Conv2d: x must have shape \[N, C, H, W\], got \[2, 5, 7\]", m,
                   np.ones((2, 5, 7), np.float32))
     assert_raises(TypeError, r"conv2d: weight has dtype float32 but x has float64", m, small_input(rng))

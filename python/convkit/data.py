@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import struct
 import tempfile
@@ -93,7 +94,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if any(d < 0 for d in dims):
         raise DataError(f"{source}: negative dimension in IDX header {dims}")
     dt = _IDX_TYPES[tcode]
-    need = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+    need = math.prod(dims) * dt.itemsize  # exact (np.prod in int64 wraps for crafted headers)
     have = len(data) - head
     if have != need:
         what = "truncated" if have < need else "has trailing bytes"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+import math
 import os
 import struct
 import tempfile
@@ -173,7 +174,7 @@ def load_safetensors(path, return_metadata: bool = False):
             raise bad(f"entry {name!r} has unsupported dtype {dt!r}")
         if any(s < 0 for s in shape) or not (0 <= b <= e <= len(data)):
             raise bad(f"entry {name!r} has offsets [{b}, {e}] outside the {len(data)}-byte data (truncated?)")
-        if e - b != int(np.prod(shape, dtype=np.int64)) * itemsize:
+        if e - b != math.prod(shape) * itemsize:  # exact: np.prod in int64 wraps for crafted shapes
             raise bad(f"entry {name!r}: {e - b} bytes for shape {shape} of {dt}")
         chunk = bytes(data[b:e])
         if dt == "BF16":

@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-confidence", type=float, default=None,
                    help="fooling: keep going until the target has at least this probability")
     p.add_argument("--patch-size", type=int, default=0, help="patch side in pixels (default: patch 8, "
-                                                             "universal-patch 12)")
+                                                             "universal-patch 14)")
     p.add_argument("--random-start", action="store_true", help="pgd/sweep: start from a random point of the ball")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=int, default=4, help="images in the picture")
@@ -94,7 +94,7 @@ def load_images(data: str, n: int):
     else:
         ds = D.load_fashion_mnist(None if data == "fashion-mnist" else data)
         imgs, labels = ds.x_test, ds.y_test
-        desc = f"Fashion-MNIST test set ({ds.source})"
+        desc = "Fashion-MNIST test set"
     x = D.to_float(imgs)
     if n:
         if n < 0:
@@ -160,7 +160,7 @@ def run(args) -> int:
                 x, labels, tgt = every_target(x, labels, len(names) if names else 10)
             else:
                 tgt = np.full(x.shape[0], int(args.target), np.int64)
-            x_adv, res = fooling_images(am, x, tgt, steps=args.steps or 100, step_size=args.step_size or 0.1,
+            x_adv, res = fooling_images(am, x, tgt, steps=args.steps or 100, step_size=args.step_size or 0.2,
                                         min_confidence=args.min_confidence, labels=labels, progress=True)
         elif method == "patch":
             x_adv, res = patch_attack(am, x, labels, size=args.patch_size or 8, steps=args.steps or 100,
@@ -170,7 +170,7 @@ def run(args) -> int:
             half = x.shape[0] // 2
             if half < 1:
                 raise ValueError("universal-patch needs at least 2 images (--n 2 or more)")
-            _, fit = universal_patch(am, x[:half], labels[:half], size=args.patch_size or 12,
+            _, fit = universal_patch(am, x[:half], labels[:half], size=args.patch_size or 14,
                                      steps=args.steps or 300, step_size=args.step_size or 0.05, seed=args.seed,
                                      progress=True, **({} if not targeted else {"targeted": True,
                                                                                  "target": target}))

@@ -7,6 +7,8 @@ Every computation is a convkit.functional kernel.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -331,7 +333,7 @@ class Flatten(Module):
 
     def output_shape(self, input_shape):
         input_shape = tuple(int(s) for s in input_shape)
-        return (input_shape[0], int(np.prod(input_shape[1:])))
+        return (input_shape[0], math.prod(input_shape[1:]))  # exact for any size (no int64 wrap)
 
 
 class Normalize(Module):
@@ -343,8 +345,10 @@ class Normalize(Module):
         super().__init__()
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if self.mean.ndim != 1 or self.std.shape != self.mean.shape and self.std.size != 1 and self.mean.size != 1:
-            raise ValueError(f"Normalize: mean and std must be numbers or equal-length sequences, got {mean!r}, {std!r}")
+        sizes = (self.mean.size, self.std.size)
+        if self.mean.ndim != 1 or self.std.ndim != 1 or (sizes[0] != sizes[1] and 1 not in sizes):
+            raise ValueError(f"Normalize: mean and std must be numbers or equal-length sequences, "
+                             f"got {mean!r}, {std!r}")
         if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
             raise ValueError(f"Normalize: mean must be finite and std finite and > 0, got {mean!r}, {std!r}")
         self.mean, self.std = np.broadcast_arrays(self.mean, self.std)
