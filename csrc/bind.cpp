@@ -27,6 +27,7 @@ namespace py = pybind11;
 using namespace convkit;
 
 void bind_device_array(py::module_& m);  // device_array_bind.cpp
+void bind_elementwise(py::module_& m);   // elementwise_bind.cpp
 
 namespace {
 
@@ -332,4 +333,5 @@ PYBIND11_MODULE(_core, m) {
   bind_linear(m);
   bind_activation(m);
   bind_softmax(m);
+  bind_elementwise(m);
 }
