@@ -60,16 +60,37 @@ template <class T> struct FwdA {
 };
 
 // B = im2col(x)[g]: row k = (c, kh, kw), column n = (image, oh, ow), gathered from x. Each thread
-// keeps one column (its pixel's window origin) and steps its rows' (c, kh, kw) by BK with carries.
+// keeps one column (its pixel's window origin) and the (c, kh, kw) of its first row; its other rows
+// are NT/BN apart and each k step advances by BK, both added with carries (no divisions in the loop).
+struct KIndex {  // (c, kh, kw) with kw fastest
+  int c, kh, kw;
+  __device__ __forceinline__ void add(const KIndex& d, int KH, int KW) {
+    kw += d.kw;
+    if (kw >= KW) kw -= KW, ++kh;
+    kh += d.kh;
+    if (kh >= KH) kh -= KH, ++c;
+    c += d.c;
+  }
+};
+__device__ __forceinline__ KIndex kindex_of(int k, int KH, int KW) {
+  KIndex r;
+  r.c = k / (KH * KW);
+  const int rr = k - r.c * KH * KW;
+  r.kh = rr / KW;
+  r.kw = rr - r.kh * KW;
+  return r;
+}
+
 template <class T> struct FwdB {
   using C = Cfg<T>;
   using Map = MFast<C, C::BN>;
   static constexpr int L = Map::L;
+  static constexpr int ROWSTEP = C::NT / C::BN;  // between a thread's rows
   const T* xb = nullptr;
   int ih0 = 0, iw0 = 0;
   bool nvalid;
-  int c[L], kh[L], kw[L];
-  int H, W, HW, KH, KW, dh, dw, Cg, dc, dkh, dkw;
+  KIndex k0, dstep, drow;
+  int H, W, HW, KH, KW, dh, dw, Cg;
   __device__ FwdB(const T* x, const ConvShape& s, int g, int64_t npix, int64_t n0)
       : H(s.H), W(s.W), HW(s.H * s.W), KH(s.KH), KW(s.KW), dh(s.dh), dw(s.dw), Cg(s.Cg) {
     const int64_t n = n0 + Map::m();
@@ -82,32 +103,21 @@ template <class T> struct FwdB {
       iw0 = ow * s.sw - s.pw;
       xb = x + (static_cast<int64_t>(nb) * s.C + static_cast<int64_t>(g) * s.Cg) * HW;
     }
-    const int khw = KH * KW;
-    dc = C::BK / khw;
-    dkh = (C::BK / KW) % KH;
-    dkw = C::BK % KW;
-#pragma unroll
-    for (int e = 0; e < L; ++e) {
-      const int k = Map::k(e);
-      c[e] = k / khw;
-      const int rr = k - c[e] * khw;
-      kh[e] = rr / KW;
-      kw[e] = rr - kh[e] * KW;
-    }
+    k0 = kindex_of(Map::k(0), KH, KW);
+    dstep = kindex_of(C::BK, KH, KW);
+    drow = kindex_of(ROWSTEP, KH, KW);
   }
   __device__ __forceinline__ void fetch(T (&r)[L]) {
+    KIndex t = k0;
 #pragma unroll
     for (int e = 0; e < L; ++e) {
-      const int ih = ih0 + kh[e] * dh, iw = iw0 + kw[e] * dw;
-      const bool ok = nvalid && c[e] < Cg && static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
+      const int ih = ih0 + t.kh * dh, iw = iw0 + t.kw * dw;
+      const bool ok = nvalid && t.c < Cg && static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(iw) < static_cast<unsigned>(W);
-      r[e] = ok ? xb[c[e] * HW + ih * W + iw] : T(0);
-      kw[e] += dkw;
-      if (kw[e] >= KW) kw[e] -= KW, ++kh[e];
-      kh[e] += dkh;
-      if (kh[e] >= KH) kh[e] -= KH, ++c[e];
-      c[e] += dc;
+      r[e] = ok ? xb[t.c * HW + ih * W + iw] : T(0);
+      if (e + 1 < L) t.add(drow, KH, KW);
     }
+    k0.add(dstep, KH, KW);
   }
   __device__ __forceinline__ void stash(T (*s)[C::BN + C::PAD], const T (&r)[L]) const {
 #pragma unroll
@@ -116,7 +126,7 @@ template <class T> struct FwdB {
 };
 
 template <class T>
-__global__ void __launch_bounds__(igemm::kThreads)
+__global__ void __launch_bounds__(igemm::kThreads, 2)
     conv_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
                     ConvShape s, int zoff) {
   using C = Cfg<T>;
@@ -201,7 +211,7 @@ struct TapIndex {
 
 struct BwdDataGeom {
   Phase ph, pw;
-  int K;           // OCg * ph.n * pw.n
+  int K;                // OCg * ph.n * pw.n
   int d_o, d_jh, d_jw;  // BK in the (o, jh, jw) radix
 };
 
@@ -287,7 +297,7 @@ template <class T> struct BwdDataB {
 };
 
 template <class T>
-__global__ void __launch_bounds__(igemm::kThreads)
+__global__ void __launch_bounds__(igemm::kThreads, 2)
     conv_bwd_data_kernel(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, ConvShape s, int zoff) {
   using C = Cfg<T>;
   const int z = blockIdx.z + zoff;
@@ -347,13 +357,13 @@ template <class T> struct BwdWtA {
   static constexpr int L = Map::L;
   const T* dyg;  // dy + g*OCg*OHW
   int OCg, OHW, OC, m0, d_nb, d_p;
-  int64_t k, kend;
+  int k, kend;  // the reduction index (N*OH*OW fits in 32 bits: checked in make_shape)
   int nb, p;
-  __device__ BwdWtA(const T* dyg_, const ConvShape& s, int m0_, int64_t kbeg, int64_t kend_)
+  __device__ BwdWtA(const T* dyg_, const ConvShape& s, int m0_, int kbeg, int kend_)
       : dyg(dyg_), OCg(s.OCg), OHW(s.OH * s.OW), OC(s.OC), m0(m0_), kend(kend_) {
     k = kbeg + Map::k();
-    nb = static_cast<int>(k / OHW);
-    p = static_cast<int>(k - static_cast<int64_t>(nb) * OHW);
+    nb = k / OHW;
+    p = k - nb * OHW;
     d_nb = C::BK / OHW;
     d_p = C::BK % OHW;
   }
@@ -384,18 +394,17 @@ template <class T> struct BwdWtB {
   static constexpr int L = Map::L;
   const T* x;
   int C_, Cg, g, H, W, HW, OH, OW, sh, sw, ph, pw;
-  int64_t k, kend;
+  int k, kend;
   PixelIndex px;
   int d_nb, d_oh, d_ow;
-  int coff[L], khd[L], kwd[L];
-  bool cvalid[L];
-  __device__ BwdWtB(const T* x_, const ConvShape& s, int g_, int n0, int64_t kbeg, int64_t kend_)
+  int coff[L], khd[L], kwd[L];  // a column past the end gets khd = -2^29, so its bounds check fails
+  __device__ BwdWtB(const T* x_, const ConvShape& s, int g_, int n0, int kbeg, int kend_)
       : x(x_), C_(s.C), Cg(s.Cg), g(g_), H(s.H), W(s.W), HW(s.H * s.W), OH(s.OH), OW(s.OW), sh(s.sh), sw(s.sw),
         ph(s.ph), pw(s.pw), kend(kend_) {
     k = kbeg + Map::k();
     const int ohw = OH * OW;
-    px.nb = static_cast<int>(k / ohw);
-    const int p = static_cast<int>(k - static_cast<int64_t>(px.nb) * ohw);
+    px.nb = k / ohw;
+    const int p = k - px.nb * ohw;
     px.oh = p / OW;
     px.ow = p - px.oh * OW;
     d_nb = C::BK / ohw;
@@ -405,11 +414,11 @@ template <class T> struct BwdWtB {
 #pragma unroll
     for (int e = 0; e < L; ++e) {
       const int col = n0 + Map::m(e);
-      cvalid[e] = col < ncol;
       const int c = col / khw, rr = col - c * khw, kh = rr / s.KW, kw = rr - kh * s.KW;
       khd[e] = kh * s.dh;
       kwd[e] = kw * s.dw;
       coff[e] = c * HW + khd[e] * W + kwd[e];
+      if (col >= ncol) khd[e] = -(1 << 29);
     }
   }
   __device__ __forceinline__ void fetch(T (&r)[L]) {
@@ -419,7 +428,7 @@ template <class T> struct BwdWtB {
 #pragma unroll
     for (int e = 0; e < L; ++e) {
       const int ih = ih0 + khd[e], iw = iw0 + kwd[e];
-      const bool ok = kvalid && cvalid[e] && static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
+      const bool ok = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(iw) < static_cast<unsigned>(W);
       r[e] = ok ? xb[coff[e] + ih0 * W + iw0] : T(0);
     }
@@ -437,21 +446,21 @@ template <class T> struct BwdWtB {
 };
 
 template <class T>
-__global__ void __launch_bounds__(igemm::kThreads)
+__global__ void __launch_bounds__(igemm::kThreads, 2)
     conv_bwd_weight_kernel(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ out, ConvShape s,
                            int splits, int64_t chunk, int zoff) {
   using C = Cfg<T>;
   const int z = blockIdx.z + zoff;
   const int g = z / splits, sp = z - g * splits;
   const int M = s.OCg, ncol = s.Cg * s.KH * s.KW;
-  const int64_t kred = static_cast<int64_t>(s.N) * s.OH * s.OW;
-  const int64_t kbeg = sp * chunk;
-  const int64_t kend = kbeg + chunk < kred ? kbeg + chunk : kred;
+  const int kred = s.N * s.OH * s.OW;  // fits in 32 bits (make_shape)
+  const int kbeg = static_cast<int>(sp * chunk);
+  const int kend = static_cast<int>(kbeg + chunk < kred ? kbeg + chunk : kred);
   const int m0 = blockIdx.y * C::BM, n0 = blockIdx.x * C::BN;
   BwdWtA<T> la(dy + static_cast<int64_t>(g) * s.OCg * s.OH * s.OW, s, m0, kbeg, kend);
   BwdWtB<T> lb(x, s, g, n0, kbeg, kend);
   T acc[C::TM][C::TN];
-  igemm::mainloop<T>(la, lb, static_cast<int>(ceil_div<int64_t>(kend - kbeg, C::BK)), acc);
+  igemm::mainloop<T>(la, lb, ceil_div(kend - kbeg, C::BK), acc);
   T* o = out + static_cast<int64_t>(sp) * s.OC * ncol;
 #pragma unroll
   for (int i = 0; i < C::TM; ++i) {
@@ -515,6 +524,7 @@ ConvShape make_shape(const char* op, const Tensor& x, const Tensor& w, const Ten
   to_int(checked_mul(checked_mul(s.N, s.H, op), s.W, op), op, "N*H*W");
   to_int(checked_mul(checked_mul(s.N, s.OH, op), s.OW, op), op, "N*OH*OW");
   to_int(checked_mul(checked_mul(checked_mul(s.OC, s.KH, op), s.KW, op), s.Cg, op), op, "weight size");
+  CONVKIT_CHECK(s.ph < (1 << 28) && s.pw < (1 << 28), op, ": padding ", s.ph, "x", s.pw, " is too large");
   // tap offsets kh*dil may exceed the image but must not overflow
   to_int(checked_mul(s.KH, s.dh, op) + s.H + s.ph, op, "dilated kernel height");
   to_int(checked_mul(s.KW, s.dw, op) + s.W + s.pw, op, "dilated kernel width");

@@ -74,7 +74,7 @@ template <class T, int DIM> struct Dense<T, DIM, false> {  // element (m, k) at 
 // C[M, N] (+ bias[n]) = op(A) op(B) over the k range of split blockIdx.z; out points at C, or at
 // split blockIdx.z's slice of the scratch when the reduction is split.
 template <class T, bool A_KMAJOR, bool B_KMAJOR>
-__global__ void __launch_bounds__(igemm::kThreads)
+__global__ void __launch_bounds__(igemm::kThreads, 2)
     dense_gemm_kernel(const T* __restrict__ A, int64_t lda, const T* __restrict__ B, int64_t ldb, T* __restrict__ out,
                       const T* __restrict__ bias, int64_t M, int64_t N, int64_t K, int64_t chunk) {
   using C = Cfg<T>;

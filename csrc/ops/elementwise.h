@@ -104,9 +104,9 @@ template <class T> CONVKIT_HD bool isnan_(T x) { return x != x; }
 CONVKIT_HD float sqrt_(float x) { return sqrtf(x); }
 CONVKIT_HD double sqrt_(double x) { return sqrt(x); }
 CONVKIT_HD float exp_(float x) { return expf(x); }
-CONVKIT_HD double exp_(double x) { return exp_(x); }
+CONVKIT_HD double exp_(double x) { return exp(x); }
 CONVKIT_HD float log_(float x) { return logf(x); }
-CONVKIT_HD double log_(double x) { return log_(x); }
+CONVKIT_HD double log_(double x) { return log(x); }
 CONVKIT_HD float pow_(float x, float a) { return powf(x, a); }
 CONVKIT_HD double pow_(double x, double a) { return pow(x, a); }
 
@@ -116,7 +116,7 @@ template <int OP, class T> CONVKIT_HD T unary(T x, T a, T b) {
   constexpr UnaryOp op = static_cast<UnaryOp>(OP);
   if constexpr (op == UnaryOp::Neg) return -x;
   else if constexpr (op == UnaryOp::Abs) return x < T(0) ? -x : (x == T(0) ? T(0) : x);  // abs(-0.) = 0.
-  else if constexpr (op == UnaryOp::Sign) return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x);  // 0, -0, NaN stay
+  else if constexpr (op == UnaryOp::Sign) return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));  // +-0 -> 0, NaN stays
   else if constexpr (op == UnaryOp::Sqrt) return sqrt_(x);
   else if constexpr (op == UnaryOp::Exp) return exp_(x);
   else if constexpr (op == UnaryOp::Log) return log_(x);

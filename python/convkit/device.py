@@ -381,7 +381,7 @@ _METHODS = {
     "__bool__": _bool,
     "__array_ufunc__": None,
     "abs": _unary("abs", "Elementwise |x|."),
-    "sign": _unary("sign", "Elementwise sign: -1, 0 or 1 (0 keeps its sign bit, NaN stays NaN)."),
+    "sign": _unary("sign", "Elementwise sign: -1, 0 or 1 (NaN stays NaN), as numpy.sign."),
     "sqrt": _unary("sqrt", "Elementwise square root."),
     "exp": _unary("exp", "Elementwise exp."),
     "log": _unary("log", "Elementwise natural log."),
@@ -451,7 +451,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, lr: float, step: int, beta1
 
 
 def synchronize() -> None:
-    """Wait for all queued CUDA work on convkit's stream (and raise any error a kernel flagged)."""
-    if _core.cuda_compiled():
+    """Wait for all queued CUDA work on convkit's stream (and raise any error a kernel flagged); a no-op
+    where no device is usable, so device-agnostic code may call it anywhere."""
+    if cuda_available():
         _core.cuda_synchronize()
 
