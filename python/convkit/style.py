@@ -55,7 +55,7 @@ from .device import DeviceArray, asarray, to_numpy
 __all__ = [
     "Backbone", "RandomFilterNet", "NetworkBackbone", "vgg19_backbone", "StyleObjective", "StyleResult",
     "gram_matrix", "content_loss", "style_layer_loss", "tv_loss", "style_transfer", "synthesize_texture",
-    "load_image", "save_image", "style_figure", "lecture_figure",
+    "load_image", "save_image", "style_figure", "lecture_figure", "lbfgs",
 ]
 
 
@@ -637,6 +637,40 @@ def _initial(init, content_img, shape_hw, rng):
     return img
 
 
+def lbfgs(fun, x0, iterations: int, memory: int = 10, callback=None):
+    """Minimize fun(x) -> (loss, gradient) over x in [0, 1] for `iterations` L-BFGS iterations.
+
+    The driver both convkit's style transfer and the PyTorch comparison in benchmarks/bench_style.py use:
+    scipy.optimize.minimize(method="L-BFGS-B", bounds [0, 1], ftol = gtol = 0, so that only the iteration
+    budget stops it). In float32 the line search eventually fails to find a decrease it can distinguish from
+    rounding noise (scipy: ABNORMAL_TERMINATION_IN_LNSRCH); then the optimizer is restarted from the best point
+    with an empty memory, as long as that still makes progress. callback(iteration, x) after each iteration.
+    Returns (x, iterations done, function evaluations, scipy's last message)."""
+    from scipy.optimize import Bounds, minimize
+
+    x = np.asarray(x0, np.float64).reshape(-1).copy()
+    done = nfev = 0
+    message = ""
+    while done < iterations:
+        state = {"it": 0}
+
+        def cb(xk):
+            state["it"] += 1
+            if callback is not None:
+                callback(done + state["it"], xk)
+
+        res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0), callback=cb,
+                       options={"maxiter": iterations - done, "maxfun": 100 * iterations + 100, "maxcor": memory,
+                                "ftol": 0.0, "gtol": 0.0})
+        done += state["it"]
+        nfev += int(res.nfev)
+        message = str(res.message)
+        x = res.x
+        if state["it"] == 0 or res.status == 0:  # no progress at all, or converged / budget reached
+            break
+    return x, done, nfev, message
+
+
 def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: int, lr: float, progress: bool,
          snapshot_every: int, snapshot_dir, callback, lbfgs_memory: int) -> StyleResult:
     dt = objective.backbone.dtype
@@ -676,25 +710,13 @@ def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: 
     message = ""
     try:
         if optimizer == "lbfgs":
-            from scipy.optimize import Bounds, minimize
-
-            state = {"it": 0}
-
             def fun(xf):
                 loss, g = evaluate(xf.astype(dt, copy=False))
                 return loss, np.asarray(g, np.float64).reshape(-1)
 
-            def cb(xk):
-                state["it"] += 1
-                after_step(state["it"], xk)
-
-            res = minimize(fun, x0.astype(np.float64).reshape(-1), jac=True, method="L-BFGS-B",
-                           bounds=Bounds(0.0, 1.0), callback=cb,
-                           options={"maxiter": iterations, "maxfun": 100 * iterations + 100, "maxcor": lbfgs_memory,
-                                    "ftol": 0.0, "gtol": 0.0})
-            x = np.clip(res.x, 0.0, 1.0).astype(dt).reshape(shape)
-            its = state["it"]
-            message = str(res.message)
+            xf, its, _, message = lbfgs(fun, x0, iterations, memory=lbfgs_memory,
+                                        callback=lambda it, xk: after_step(it, xk))
+            x = np.clip(xf, 0.0, 1.0).astype(dt).reshape(shape)
         elif optimizer == "adam":
             b1, b2, eps = 0.9, 0.999, 1e-8
             x = x0.astype(np.float64)
@@ -875,6 +897,8 @@ def _cmd_style(args) -> int:
                            snapshot_every=args.snapshot_every, snapshot_dir=args.snapshot_dir)
         results.append(r)
         s0, s1 = r.start["style"], r.final["style"]
+        if r.iterations < args.iterations:
+            print(f"convkit style: stopped after {r.iterations} of {args.iterations} iterations: {r.message}")
         print(f"convkit style: {size[0]}x{size[1]}, alpha {0.0 if args.texture else args.alpha:g}, beta {beta:g}, "
               f"{r.optimizer}, {r.iterations} iterations ({r.evaluations} evaluations) in {r.seconds:.1f} s "
               f"on {backbone!r}")
