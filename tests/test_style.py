@@ -283,6 +283,16 @@ def test_lbfgs_and_adam_reduce_the_loss(photos, tmp_path):
         assert sorted(os.listdir(tmp_path / opt)) == ["step_00005.png", "step_00010.png"]
 
 
+def test_lecture_figure(tmp_path):
+    pytest.importorskip("skimage")
+    out = S.lecture_figure(tmp_path / "fig.png", size=24, iterations=3, progress=False,
+                           backbone=S.RandomFilterNet(sizes=(3, 5), filters=4, content_layers="relu5x5"))
+    n = out["numbers"]
+    assert [r["beta"] for r in n["runs"]] == [1e3, 1e5] and n["size"] == [24, 24]
+    assert n["mean_abs_difference"] > 0 and all(r["style_drop"] > 1 for r in n["runs"])
+    assert S.load_image(tmp_path / "fig.png").shape[2] == 3
+
+
 def test_texture_from_noise(photos):
     _, style = photos
     r = S.synthesize_texture(style, size=(16, 18), backbone=_small_net(np.float32), iterations=30, progress=False)

@@ -348,7 +348,7 @@ class RandomFilterNet(Backbone):
         self.layers = tuple(self.weights)
         self.style_layers = self.layers
         default = tuple(dict.fromkeys((self.layers[0], self.layers[len(self.layers) // 2])))
-        self.content_layers = tuple(content_layers) if content_layers else default
+        self.content_layers = _names(content_layers) if content_layers else default
         for ln in self.content_layers:
             if ln not in self.layers:
                 raise ValueError(f"{fn}: content layer {ln!r} is not one of {list(self.layers)}")
@@ -407,8 +407,8 @@ class NetworkBackbone(Backbone):
                 raise TypeError(f"{fn}: model must be a convkit.nn.Sequential (forward, backward, names), "
                                 f"got {type(model).__name__}")
         names = list(model.names)
-        self.content_layers = tuple(content_layers)
-        self.style_layers = tuple(style_layers)
+        self.content_layers = _names(content_layers)
+        self.style_layers = _names(style_layers)
         for ln in self.content_layers + self.style_layers:
             if ln not in names:
                 raise ValueError(f"{fn}: layer {ln!r} is not in the model; its layers are {names}")
@@ -451,7 +451,8 @@ def vgg19_backbone(weights=None, device: str = "cpu", dtype=np.float32, seed: in
     weights: a PyTorch state dict with torchvision's VGG-19 key names (features.0.weight, ...): a path to
     a file saved by torch.save (e.g. torchvision's vgg19-dcbb9e9d.pth), a dict of tensors or arrays, or a torch
     module; None keeps convkit's seeded random initialization (useful for tests, not for pictures).
-    The image is normalized with ImageNet's mean and std, as torchvision's weights expect.
+    The image is normalized with ImageNet's mean and std, as torchvision's weights expect. The pooling layers
+    stay max pooling (Gatys et al. swap in average pooling; convkit has no average-pooling kernel yet).
     """
     from . import models
 
@@ -466,6 +467,11 @@ def vgg19_backbone(weights=None, device: str = "cpu", dtype=np.float32, seed: in
 
 
 # ---- the objective --------------------------------------------------------------------------------
+
+def _names(layers) -> tuple:
+    """A layer name or a sequence of names as a tuple of names."""
+    return (layers,) if isinstance(layers, str) else tuple(layers)
+
 
 def _layer_weights(layers, weights, what: str) -> dict:
     if weights is None:
@@ -504,8 +510,8 @@ class StyleObjective:
         self.alpha = _F._float(alpha, fn, "alpha", 0.0)
         self.beta = _F._float(beta, fn, "beta", 0.0)
         self.tv_weight = _F._float(tv_weight, fn, "tv_weight", 0.0)
-        self.content_layers = tuple(content_layers) if content_layers is not None else tuple(backbone.content_layers)
-        self.style_layers = tuple(style_layers) if style_layers is not None else tuple(backbone.style_layers)
+        self.content_layers = _names(content_layers if content_layers is not None else backbone.content_layers)
+        self.style_layers = _names(style_layers if style_layers is not None else backbone.style_layers)
         for ln in self.content_layers + self.style_layers:
             if ln not in backbone.layers:
                 raise ValueError(f"{fn}: layer {ln!r} is not a layer of {backbone.name}; choose from "
