@@ -1,9 +1,9 @@
 """conv2d: every CPU implementation against the float64 reference, gradients, torch, and bad input.
 
 The CPU implementations are chosen with the test hook convkit._core._conv2d_set_cpu_impl:
-"ref" (the plain loops) and "gemm" (im2col + GEMM, which raises instead of declining a shape, so a
-pass here means the fast path really ran). "auto", the default, is the fast path with the reference
-as fallback.
+"ref" (the plain loops), "gemm" (im2col + GEMM) and "direct" (the AVX2 direct forward kernel for
+float32 stride-1 convs); a forced path raises instead of declining a shape, so a pass means that
+path really ran. "auto", the default, takes the fastest path that accepts the shape.
 """
 import contextlib
 
@@ -19,7 +19,7 @@ from convkit.testing import assert_close, assert_raises, check_gradients
 from conftest import on
 from reference import conv2d as ref
 
-IMPLS = ["ref", "gemm"]
+IMPLS = ["ref", "gemm", "auto"]
 
 
 @contextlib.contextmanager
@@ -29,6 +29,21 @@ def cpu_impl(name):
         yield
     finally:
         _core._conv2d_set_cpu_impl(old)
+
+
+def direct_available():
+    """The direct kernel needs AVX2 (CONVKIT_ISA=generic or an older CPU: the GEMM path runs instead)."""
+    x, w = np.ones((1, 1, 3, 8), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    with cpu_impl("direct"):
+        try:
+            F.conv2d(x, w)
+        except RuntimeError as e:
+            assert "declined" in str(e)
+            return False
+    return True
+
+
+needs_direct = pytest.mark.skipif(not direct_available(), reason="no AVX2 (or CONVKIT_ISA caps it): no direct kernel")
 
 
 @contextlib.contextmanager
@@ -204,11 +219,46 @@ def test_matches_reference(impl, pr):
         check_all(x, w, b, pr["stride"], pr["padding"], pr["dilation"], pr["groups"])
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@st.composite
+def direct_problems(draw):
+    """What the direct kernel takes: float32, stride 1. Output widths across the 8- and 16-pixel
+    tiles, output channels across the 6-channel blocks, dilation, groups, padding."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, ocg = draw(st.integers(1, 3)), draw(st.integers(1, 14))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 13))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 40))
+    return dict(x_shape=(draw(st.integers(1, 3)), cg * groups, h, w), w_shape=(ocg * groups, cg, kh, kw),
+                padding=(ph, pw), dilation=(dh, dw), groups=groups, bias=draw(st.booleans()))
+
+
+@needs_direct
+@given(pr=direct_problems())
+def test_direct_matches_reference(pr):
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]))
+    x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], np.float32, pr["bias"])
+    with cpu_impl("direct"):
+        check_all(x, w, b, 1, pr["padding"], pr["dilation"], pr["groups"])
+
+
+@needs_direct
+def test_direct_declines_what_it_cannot_do():
+    x, w = np.ones((1, 2, 6, 9), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with cpu_impl("direct"):
+        F.conv2d(x, w)
+        assert_raises(RuntimeError, r"conv2d_forward: the direct path declined this shape", F.conv2d, x, w, stride=2)
+        assert_raises(RuntimeError, r"the direct path declined", F.conv2d, x.astype(np.float64), w.astype(np.float64))
+
+
+@pytest.mark.parametrize("impl", IMPLS + ["direct"])
 @pytest.mark.parametrize("case", [
     # name: x_shape, w_shape, stride, padding, dilation, groups
     ("lenet_conv1", (3, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, 1),
-    ("lenet_conv2", (2, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),
+    ("lenet_conv2", (2, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),  # direct: channel-vectorized (OW = 10)
+    ("narrow_24_channels", (2, 3, 5, 7), (24, 3, 3, 3), 1, 1, 1, 1),  # 16 + 8 channels, 6 + 1 pixels
+    ("narrow_groups", (3, 4, 6, 3), (18, 2, 2, 3), 1, (0, 1), (2, 1), 2),
     ("alexnet_conv1_small", (2, 3, 35, 35), (8, 3, 11, 11), 4, 0, 1, 1),
     ("alexnet_conv2_small", (3, 8, 13, 13), (12, 4, 5, 5), 1, 2, 1, 2),
     ("1x1", (3, 6, 5, 7), (4, 6, 1, 1), 1, 0, 1, 1),
@@ -226,6 +276,8 @@ def test_matches_reference(impl, pr):
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 def test_layer_shapes(impl, case, dt):
     _, xs, ws, s, p, d, g = case
+    if impl == "direct" and (dt != np.float32 or s != 1 or not direct_available()):
+        pytest.skip("the direct kernel takes float32 stride-1 convs on AVX2")
     x, w, b = random_problem(np.random.default_rng(7), xs, ws, dt)
     with cpu_impl(impl):
         check_all(x, w, b, s, p, d, g)
@@ -258,16 +310,21 @@ def test_set_cpu_impl_hook():
     try:
         assert _core._conv2d_set_cpu_impl("gemm") == "ref"
         assert _core._conv2d_set_cpu_impl("auto") == "gemm"
-        assert_raises(ValueError, r"must be 'auto', 'ref' or 'gemm', got 'fast'", _core._conv2d_set_cpu_impl, "fast")
+        assert _core._conv2d_set_cpu_impl("direct") == "auto"
+        assert_raises(ValueError, r"must be 'auto', 'ref', 'gemm' or 'direct', got 'fast'", _core._conv2d_set_cpu_impl,
+                      "fast")
+        assert _core._conv2d_set_cpu_impl("auto") == "direct"
     finally:
         _core._conv2d_set_cpu_impl(old)
 
 
 # ---- threads -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + ["direct"])
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_thread_count_independent(impl, n, rng):
+    if impl == "direct" and not direct_available():
+        pytest.skip("no direct kernel here")
     # N = 5 on 2 threads: images 0-3 split per thread, image 4 on both threads inside the GEMM;
     # on 3 threads: 3 per thread, 2 shared. Backward weight sums per-thread partials in a fixed order.
     x, w, b = random_problem(rng, (n, 4, 13, 12), (6, 2, 3, 3), np.float32)
@@ -286,7 +343,7 @@ def test_thread_count_independent(impl, n, rng):
     terms = (2 * 9 + 1, 3 * 9, n * 13 * 12, n * 13 * 12)
     for t in (2, 3):
         for name, a, b1, mag, k in zip(("y", "dx", "dw", "db"), results[1], results[t], mags, terms):
-            if impl == "ref" or name == "db":
+            if impl == "ref" or name == "db" or (impl == "direct" and name == "y"):
                 np.testing.assert_array_equal(a, b1)  # one thread per output, one fixed order
             else:
                 assert_close(b1, a, rtol=0, atol=bound(k, mag, np.float32) * 2, name=f"{name} on {t} threads")

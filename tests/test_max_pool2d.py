@@ -3,6 +3,8 @@
 Max pooling only selects elements, so every implementation must return the reference's values and
 indices exactly (tolerance 0), in float32 and float64, whatever the instruction set or thread count.
 """
+import ctypes
+import mmap
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from conftest import DEVICES, on
 from reference import max_pool2d as ref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PROT_NONE = 0
 
 # 0..15 in an order with no ties
 X4 = np.array([[4, 9, 2, 14],
@@ -272,6 +275,44 @@ def test_generic_isa_path():
     r = subprocess.run([sys.executable, "-c", GENERIC_SCRIPT], cwd=HERE, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+# ---- memory safety of the vector loads ------------------------------------------------------------
+
+def guarded_copy(a, where):
+    """A copy of a whose first byte ("start") or last byte ("end") touches an inaccessible page, so
+    a vector load outside the array faults instead of reading a neighbour. Linux only; the mapping
+    is left in place (a few pages per test)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, nbytes = mmap.PAGESIZE, a.nbytes
+    pages = -(-nbytes // page)
+    base = libc.mmap(None, (pages + 2) * page, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value), "mmap failed"
+    assert libc.mprotect(base, page, PROT_NONE) == 0
+    assert libc.mprotect(base + (pages + 1) * page, page, PROT_NONE) == 0
+    start = base + page + (pages * page - nbytes if where == "end" else 0)
+    out = np.frombuffer((ctypes.c_char * nbytes).from_address(start), dtype=a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses mmap/mprotect guard pages")
+@pytest.mark.parametrize("where", ["start", "end"])
+@pytest.mark.parametrize("shape,k,s,p,ceil_mode", [
+    ((1, 1, 5, 37), 3, 2, 0, False), ((1, 1, 5, 37), 3, 2, 1, True), ((1, 1, 4, 33), 2, 2, 0, True),
+    ((1, 2, 3, 29), 3, 1, 1, False), ((1, 1, 6, 16), 2, 1, 0, False), ((2, 1, 7, 41), 5, 2, 2, True),
+])
+def test_no_reads_outside_the_input(where, shape, k, s, p, ceil_mode):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y, idx = pool(guarded_copy(x, where), k, s, p, ceil_mode)
+    ry, ridx = ref.max_pool2d(x, pair(k), pair(s), pair(p), ceil_mode)
+    np.testing.assert_array_equal(idx, ridx)
+    dx = F.max_pool2d_backward(guarded_copy(y, where), guarded_copy(idx, where), shape, k, s, p, ceil_mode)
+    assert_close(dx, ref.max_pool2d_backward(y, ridx, shape), rtol=1e-6, atol=1e-6)
 
 
 # ---- bad input ------------------------------------------------------------------------------------

@@ -86,16 +86,24 @@ void check_conv(const char* op, const Tensor& x, const char* nx, const Tensor& w
 
 // ---- which CPU implementation --------------------------------------------------------------------
 
-enum Impl : int { kAuto = 0, kRef = 1, kGemm = 2 };
+enum Impl : int { kAuto = 0, kRef = 1, kGemm = 2, kDirect = 3 };
 
 int parse_impl(const std::string& s, const char* what) {
   if (s == "auto") return kAuto;
   if (s == "ref") return kRef;
   if (s == "gemm") return kGemm;
-  throw std::invalid_argument(str_cat(what, " must be 'auto', 'ref' or 'gemm', got '", s, "'"));
+  if (s == "direct") return kDirect;
+  throw std::invalid_argument(str_cat(what, " must be 'auto', 'ref', 'gemm' or 'direct', got '", s, "'"));
 }
 
-const char* impl_name(int i) { return i == kRef ? "ref" : i == kGemm ? "gemm" : "auto"; }
+const char* impl_name(int i) {
+  switch (i) {
+    case kRef: return "ref";
+    case kGemm: return "gemm";
+    case kDirect: return "direct";
+    default: return "auto";
+  }
+}
 
 std::atomic<int>& impl_setting() {
   static std::atomic<int> s{[] {
@@ -105,16 +113,11 @@ std::atomic<int>& impl_setting() {
   return s;
 }
 
-// Runs the first implementation that accepts the shape: fast(...) returns false to decline.
-template <class Fast, class Ref>
-void run_cpu(const char* op, Fast&& fast, Ref&& ref) {
-  const int impl = impl_setting().load(std::memory_order_relaxed);
-  if (impl != kRef) {
-    if (fast()) return;
-    if (impl == kGemm)
-      throw std::runtime_error(str_cat(op, ": the gemm path declined this shape (CONVKIT_CONV_IMPL=gemm)"));
-  }
-  ref();
+int current_impl() { return impl_setting().load(std::memory_order_relaxed); }
+
+[[noreturn]] void throw_declined(const char* op, int impl) {
+  throw std::runtime_error(str_cat(op, ": the ", impl_name(impl), " path declined this shape (conv2d CPU impl forced to '",
+                                   impl_name(impl), "')"));
 }
 
 }  // namespace
@@ -185,21 +188,34 @@ void conv2d_backward_bias(const Tensor& dy, const Tensor& db) {
   conv2d_backward_bias_cpu(dy, db);
 }
 
-// ---- CPU: fast path first, the reference last --------------------------------------------------
+// ---- CPU: the fastest path that takes the shape, the reference last -----------------------------
 
 void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
-  run_cpu("conv2d_forward", [&] { return conv2d_detail::forward_gemm(x, w, b, y, p); },
-          [&] { conv2d_detail::forward_ref(x, w, b, y, p); });
+  const char* op = "conv2d_forward";
+  const int impl = current_impl();
+  if (impl == kRef) return conv2d_detail::forward_ref(x, w, b, y, p);
+  if (impl == kAuto || impl == kDirect) {
+    if (conv2d_detail::forward_direct(x, w, b, y, p, impl == kDirect)) return;
+    if (impl == kDirect) throw_declined(op, impl);
+  }
+  if (conv2d_detail::forward_gemm(x, w, b, y, p)) return;
+  if (impl == kGemm) throw_declined(op, impl);
+  conv2d_detail::forward_ref(x, w, b, y, p);
 }
 
+// The backward passes have no direct path: "direct" runs them as "auto" does.
 void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
-  run_cpu("conv2d_backward_data", [&] { return conv2d_detail::backward_data_gemm(dy, w, dx, p); },
-          [&] { conv2d_detail::backward_data_ref(dy, w, dx, p); });
+  const int impl = current_impl();
+  if (impl != kRef && conv2d_detail::backward_data_gemm(dy, w, dx, p)) return;
+  if (impl == kGemm) throw_declined("conv2d_backward_data", impl);
+  conv2d_detail::backward_data_ref(dy, w, dx, p);
 }
 
 void conv2d_backward_weight_cpu(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p) {
-  run_cpu("conv2d_backward_weight", [&] { return conv2d_detail::backward_weight_gemm(x, dy, dw, p); },
-          [&] { conv2d_detail::backward_weight_ref(x, dy, dw, p); });
+  const int impl = current_impl();
+  if (impl != kRef && conv2d_detail::backward_weight_gemm(x, dy, dw, p)) return;
+  if (impl == kGemm) throw_declined("conv2d_backward_weight", impl);
+  conv2d_detail::backward_weight_ref(x, dy, dw, p);
 }
 
 // db[o] = sum over n, i, j of dy[n, o, i, j]. One task per output channel (each db[o] summed by one

@@ -54,9 +54,11 @@ void conv2d_backward_weight_cuda(const Tensor& x, const Tensor& dy, const Tensor
 void conv2d_backward_bias_cuda(const Tensor& dy, const Tensor& db);
 
 // Which CPU implementation the *_cpu functions use (a test and benchmark hook, not a mode to run in):
-//   "auto" the fastest path that accepts the shape, the reference last (the default);
-//   "ref"  always the plain reference loops;
-//   "gemm" the im2col + GEMM path only, throwing std::runtime_error where it would decline.
+//   "auto"   the fastest path that accepts the shape, the reference last (the default);
+//   "ref"    always the plain reference loops;
+//   "gemm"   the im2col + GEMM path only, throwing std::runtime_error where it would decline;
+//   "direct" forward: the direct kernel for every shape it supports (float, stride 1, AVX2), throwing
+//            std::runtime_error for the others; the backward passes run as in "auto".
 // The initial value comes from $CONVKIT_CONV_IMPL (read once). Returns the previous setting; throws
 // std::invalid_argument for any other name. Bound as convkit._core._conv2d_set_cpu_impl.
 std::string conv2d_set_cpu_impl(const std::string& impl);

@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
-#include <vector>
 
 #include "convkit/parallel.h"
 #include "gemm/gemm.h"
@@ -38,55 +37,26 @@ constexpr std::size_t kMaxPartialBytes = std::size_t(1) << 30; // backward weigh
 constexpr int kSlotCols = 4;
 constexpr int kSlotPartial = 5;
 
-// Runs f(t, T) on up to nt threads; an exception in any thread is rethrown here (an exception must
-// not leave an OpenMP region).
-template <class F>
-void run_threads(int nt, F&& f) {
-  if (nt <= 1) {
-    f(0, 1);
-    return;
-  }
-  std::exception_ptr err;
-#pragma omp parallel num_threads(nt)
-  {
-    int t = 0, T = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    T = omp_get_num_threads();
-#endif
-    try {
-      f(t, T);
-    } catch (...) {
-#pragma omp critical(convkit_conv2d_error)
-      if (!err) err = std::current_exception();
-    }
-  }
-  if (err) std::rethrow_exception(err);
-}
-
-// Calls f(begin, end) over [0, n) on `threads` threads (1: inline; 0: all), in contiguous chunks.
-template <class F>
-void maybe_parallel(int64_t n, int threads, F&& f) {
-  if (threads == 1 || n <= 1) {
-    f(int64_t(0), n);
-    return;
-  }
-  run_threads(num_threads(), [&](int t, int T) {
-    const int64_t chunk = (n + T - 1) / T, b = t * chunk, e = std::min(n, b + chunk);
-    if (b < e) f(b, e);
-  });
-}
-
 struct Geometry {
   Dims d;
   Conv2dParams p;
   int64_t K, P;        // rows of cols (Cg*KH*KW), output pixels (OH*OW)
   bool direct;         // 1x1, stride 1, no padding: cols is x itself
   int64_t band_rows;   // output rows per band
-  // For each kernel column q: the output columns [jlo[q], jhi[q]) whose input column
-  // v = j*sw - pw + q*dw is inside the image (the rest read padding).
-  std::vector<int64_t> jlo, jhi;
+  double macs;         // multiply-adds of the whole call
 };
+
+// For kernel column q: the output columns [*lo, *hi) whose input column v = j*sw - pw + q*dw is
+// inside the image (the others read padding); lo == hi when none is.
+inline void col_range(const Geometry& g, int64_t q, int64_t* lo, int64_t* hi) {
+  const Dims& d = g.d;
+  const int64_t off = q * g.p.dil_w - g.p.pad_w, sw = g.p.stride_w;  // v = j*sw + off
+  int64_t l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  int64_t h = d.W - 1 - off < 0 ? 0 : (d.W - 1 - off) / sw + 1;
+  l = std::min(l, d.OW);
+  *lo = l;
+  *hi = std::clamp(h, l, d.OW);
+}
 
 bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p, std::size_t elem,
                    Geometry* out) {
@@ -96,81 +66,97 @@ bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv
   const Dims& d = g.d;
   g.K = d.Cg * d.KH * d.KW;  // checked in conv2d_check
   g.P = d.OH * d.OW;
+  g.macs = double(d.N) * double(d.OC) * double(g.P) * double(g.K);
   g.direct = d.KH == 1 && d.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
   g.band_rows = d.OH;
   if (!g.direct) {
     const double row_bytes = double(g.K) * double(d.OW) * double(elem);  // cols of one output row
     if (row_bytes > double(kMaxColsBytes)) return false;
     g.band_rows = std::clamp<int64_t>(int64_t(double(kBandBytes) / row_bytes), 1, d.OH);
-    g.jlo.resize(d.KW);
-    g.jhi.resize(d.KW);
-    for (int64_t q = 0; q < d.KW; ++q) {
-      const int64_t off = q * p.dil_w - p.pad_w;  // v = j*sw + off
-      int64_t lo = off >= 0 ? 0 : (-off + p.stride_w - 1) / p.stride_w;
-      int64_t hi = d.W - 1 - off < 0 ? 0 : (d.W - 1 - off) / p.stride_w + 1;
-      lo = std::min(lo, d.OW);
-      hi = std::clamp(hi, lo, d.OW);
-      g.jlo[q] = lo, g.jhi[q] = hi;
-    }
   }
   return true;
 }
 
+// Copies and zero fills of im2col rows. Most are short (a few to a few dozen values), where a
+// library call costs more than the copy, so they are plain loops; long ones go to memcpy/memset.
+// The fill value is an opaque zero so the compiler does not turn the short loops into memset
+// calls itself.
+constexpr int64_t kLongRun = 64;
+volatile float g_opaque_zero = 0.0f;
+
+template <class T>
+inline void fill_zero(T* dst, int64_t n, T zero) {
+  if (n >= kLongRun) {
+    std::memset(static_cast<void*>(dst), 0, sizeof(T) * n);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = zero;
+  }
+}
+
+template <class T>
+inline void copy_run(T* __restrict dst, const T* __restrict src, int64_t n) {
+  if (n >= kLongRun) {
+    std::memcpy(dst, src, sizeof(T) * n);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  }
+}
+
 // cols[r, (i - i0)*OW + j] for the rows r in [r0, r1) and output rows i in [i0, i1); x is one
-// image-group [Cg, H, W]. Rows are short (OW values), so the copies are plain loops, not library
-// calls.
+// image-group [Cg, H, W].
 template <class T>
 void im2col_rows(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int64_t r0, int64_t r1) {
   const Dims& d = g.d;
   const int64_t ld = (i1 - i0) * d.OW, sw = g.p.stride_w, OW = d.OW, W = d.W;
+  const T zero = static_cast<T>(g_opaque_zero);
   // Stride 1 with OW == W ("same" padding): consecutive output rows read consecutive input rows, so
   // the in-image part of a cols row is one contiguous block of x; the few values it picks up from
   // the neighbouring rows (where the window hangs over the left/right edge) are zeroed after.
   const bool block = sw == 1 && g.p.stride_h == 1 && OW == W;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t c = r / (d.KH * d.KW), kp = r / d.KW % d.KH, kq = r % d.KW;
-    const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+    const int64_t off = kq * g.p.dil_w - g.p.pad_w;
+    int64_t lo, hi;
+    col_range(g, kq, &lo, &hi);
     const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;  // h = i * stride_h + hoff
     const T* xc = x + c * d.H * W;
     T* row = cols + r * ld;
     if (lo >= hi) {  // this kernel column reads only padding (padding wider than the image)
-      for (int64_t t = 0; t < ld; ++t) row[t] = T(0);
+      fill_zero(row, ld, zero);
       continue;
     }
     if (block) {
       // output rows [a, b) of the band read inside the image
       const int64_t a = std::clamp<int64_t>(-hoff, i0, i1), b = std::clamp<int64_t>(d.H - hoff, a, i1);
-      T* dst = row;
-      for (int64_t t = 0; t < (a - i0) * OW; ++t) dst[t] = T(0);
+      fill_zero(row, (a - i0) * OW, zero);
       if (a < b) {
         // in-bounds span: from column lo of row a to column hi - 1 of row b - 1
         const T* src = xc + (a + hoff) * W + off;
-        dst = row + (a - i0) * OW;
-        const int64_t t1 = (b - a - 1) * OW + hi;
-        for (int64_t t = lo; t < t1; ++t) dst[t] = src[t];
+        T* dst = row + (a - i0) * OW;
+        copy_run(dst + lo, src + lo, (b - a - 1) * OW + hi - lo);
         for (int64_t i = a; i < b; ++i, dst += OW) {
-          for (int64_t j = 0; j < lo; ++j) dst[j] = T(0);
-          for (int64_t j = hi; j < OW; ++j) dst[j] = T(0);
+          for (int64_t j = 0; j < lo; ++j) dst[j] = zero;
+          for (int64_t j = hi; j < OW; ++j) dst[j] = zero;
         }
       }
-      for (int64_t t = (b - i0) * OW; t < ld; ++t) row[t] = T(0);
+      fill_zero(row + (b - i0) * OW, (i1 - b) * OW, zero);
       continue;
     }
     T* dst = row;
     for (int64_t i = i0; i < i1; ++i, dst += OW) {
       const int64_t h = i * g.p.stride_h + hoff;
       if (h < 0 || h >= d.H) {
-        for (int64_t j = 0; j < OW; ++j) dst[j] = T(0);
+        fill_zero(dst, OW, zero);
         continue;
       }
       const T* src = xc + h * W + off;  // src[j*sw] is x[.., h, j*sw + off]
-      for (int64_t j = 0; j < lo; ++j) dst[j] = T(0);
+      for (int64_t j = 0; j < lo; ++j) dst[j] = zero;
       if (sw == 1) {
-        for (int64_t j = lo; j < hi; ++j) dst[j] = src[j];
+        copy_run(dst + lo, src + lo, hi - lo);
       } else {
         for (int64_t j = lo; j < hi; ++j) dst[j] = src[j * sw];
       }
-      for (int64_t j = hi; j < OW; ++j) dst[j] = T(0);
+      for (int64_t j = hi; j < OW; ++j) dst[j] = zero;
     }
   }
 }
@@ -192,7 +178,9 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
       T* dxc = dx + c * d.H * d.W;
       for (int64_t r = c * KK; r < (c + 1) * KK; ++r) {
         const int64_t kp = r / d.KW % d.KH, kq = r % d.KW;
-        const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+        const int64_t off = kq * g.p.dil_w - g.p.pad_w;
+        int64_t lo, hi;
+        col_range(g, kq, &lo, &hi);
         const T* src = dcols + r * ld;
         for (int64_t i = i0; i < i1; ++i, src += d.OW) {
           const int64_t h = i * g.p.stride_h - g.p.pad_h + kp * g.p.dil_h;
@@ -251,7 +239,7 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   const T* ws = w.ptr<T>();
   const T* bs = b ? b->ptr<T>() : nullptr;
   T* ys = y.ptr<T>();
-  const int nt = num_threads();
+  const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   const std::size_t ce = band_cols_elems(g);
   if (n_split > 0) {
@@ -264,7 +252,7 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   }
   if (n_split < g.d.N) {
     T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-    for (int64_t n = n_split; n < g.d.N; ++n) forward_image(g, xs, ws, bs, ys, n, cols, 0);
+    for (int64_t n = n_split; n < g.d.N; ++n) forward_image(g, xs, ws, bs, ys, n, cols, nt);
   }
   return true;
 }
@@ -298,7 +286,7 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
   const T* gs = dy.ptr<T>();
   const T* ws = w.ptr<T>();
   T* dxs = dx.ptr<T>();
-  const int nt = num_threads();
+  const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   const std::size_t ce = band_cols_elems(g);
   if (n_split > 0) {
@@ -311,7 +299,7 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
   }
   if (n_split < g.d.N) {
     T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-    for (int64_t n = n_split; n < g.d.N; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, 0);
+    for (int64_t n = n_split; n < g.d.N; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, nt);
   }
   return true;
 }
@@ -348,7 +336,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   const T* gs = dy.ptr<T>();
   T* dws = dw.ptr<T>();
   const int64_t wsize = g.d.OC * g.K;  // elements of dw
-  const int nt = num_threads();
+  const int nt = threads_for(g.macs);
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
@@ -356,32 +344,31 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
-  std::vector<char> used(nt, 0);
+  int team = 0;  // threads the region really got (OpenMP may give fewer than asked)
   if (n_split > 0) {
     run_threads(nt, [&](int t, int T_) {
+      if (t == 0) team = T_;
       const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
       if (b0 >= e0) return;
       T* dst = t == 0 ? dws : partials + (t - 1) * wsize;
       T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
       for (int64_t n = b0; n < e0; ++n) backward_weight_image(g, xs, gs, dst, n, n == b0, cols, 1);
-      used[t] = 1;
     });
   }
-  bool dw_written = !used.empty() && used[0];
+  // Threads [1, used) wrote a partial; thread 0 wrote dw whenever n_split > 0 (its chunk is not empty).
+  const int64_t chunk = team > 0 ? (n_split + team - 1) / team : 1;
+  const int used = team > 0 ? static_cast<int>(std::min<int64_t>(team, (n_split + chunk - 1) / chunk)) : 0;
+  bool dw_written = n_split > 0;
   if (n_split < g.d.N) {
     T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
     for (int64_t n = n_split; n < g.d.N; ++n) {
-      backward_weight_image(g, xs, gs, dws, n, !dw_written, cols, 0);
+      backward_weight_image(g, xs, gs, dws, n, !dw_written, cols, nt);
       dw_written = true;
     }
   }
-  // With n_split > 0 thread 0 always has images (chunk >= 1), so dw is written by now.
-  bool any_partial = false;
-  for (int t = 1; t < nt; ++t) any_partial = any_partial || used[t];
-  if (any_partial) {
-    maybe_parallel(wsize, 0, [&](int64_t e0, int64_t e1) {
-      for (int t = 1; t < nt; ++t) {
-        if (!used[t]) continue;
+  if (used > 1) {
+    maybe_parallel(wsize, nt, [&](int64_t e0, int64_t e1) {
+      for (int t = 1; t < used; ++t) {
         const T* src = partials + (t - 1) * wsize;
         for (int64_t e = e0; e < e1; ++e) dws[e] += src[e];
       }

@@ -1,13 +1,22 @@
 // conv2d_impl.h: conv2d's CPU implementations, internal to csrc/ops/conv2d*.cpp.
 //
-// Implementations in order of preference; conv2d.cpp tries them in this order:
-//   conv2d_gemm.cpp  im2col (skipped for 1x1 stride-1 unpadded convs) + convkit::gemm. Returns false
-//                    (declines) when it cannot run the shape, e.g. when its scratch would be too large.
-//   conv2d_ref.cpp   plain loops straight from the formula in conv2d.h. Handles every shape; it is the
-//                    specification the others are tested against (CONVKIT_CONV_IMPL=ref forces it).
-// All arguments are already checked (conv2d_check) when these run; every function overwrites its output.
+// Implementations in order of preference; conv2d.cpp tries them in this order, each returning false
+// (declining, having written nothing) for shapes it cannot or should not take:
+//   conv2d_direct.cpp  forward only: register-blocked direct convolution (AVX2 kernel in
+//                      conv2d_direct_avx2.cpp) for float, stride-1 convs with few output channels
+//                      per group, where im2col + GEMM would spend most of its time copying.
+//   conv2d_gemm.cpp    im2col (skipped for 1x1 stride-1 unpadded convs) + convkit::gemm; declines
+//                      only when its scratch would be unreasonably large.
+//   conv2d_ref.cpp     plain loops straight from the formula in conv2d.h. Handles every shape; it is
+//                      the specification the others are tested against (CONVKIT_CONV_IMPL=ref).
+// All arguments are already checked (conv2d_check) when these run; every function overwrites its
+// output. Helpers shared by the baseline (non-ISA) files are at the end.
 #pragma once
 
+#include <algorithm>
+#include <exception>
+
+#include "convkit/parallel.h"
 #include "ops/conv2d.h"
 
 namespace convkit {
@@ -26,10 +35,61 @@ void forward_ref(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor
 void backward_data_ref(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 void backward_weight_ref(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
 
+// The direct path (conv2d_direct.cpp): float, stride 1, AVX2. `forced`: CONVKIT_CONV_IMPL=direct,
+// take every shape the kernel supports, not only those where it beats the GEMM path.
+bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p,
+                    bool forced);
+
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
 bool backward_data_gemm(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 bool backward_weight_gemm(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
+
+// Runs f(t, T) on up to nt threads; an exception in any thread is rethrown here (an exception must
+// not leave an OpenMP region).
+template <class F>
+void run_threads(int nt, F&& f) {
+  if (nt <= 1) {
+    f(0, 1);
+    return;
+  }
+  std::exception_ptr err;
+#pragma omp parallel num_threads(nt)
+  {
+    int t = 0, T = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    T = omp_get_num_threads();
+#endif
+    try {
+      f(t, T);
+    } catch (...) {
+#pragma omp critical(convkit_conv2d_error)
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+// Calls f(begin, end) over [0, n) on `threads` threads (1: inline; 0: all), in contiguous chunks.
+template <class F>
+void maybe_parallel(int64_t n, int threads, F&& f) {
+  if (threads == 1 || n <= 1) {
+    f(int64_t(0), n);
+    return;
+  }
+  run_threads(threads > 0 ? threads : num_threads(), [&](int t, int T) {
+    const int64_t chunk = (n + T - 1) / T, b = t * chunk, e = std::min(n, b + chunk);
+    if (b < e) f(b, e);
+  });
+}
+
+// Threads for a call of `macs` multiply-adds: one per kMinMacsPerThread (waking a team for less
+// costs more than it saves), at most convkit::num_threads().
+constexpr double kMinMacsPerThread = 1 << 16;
+inline int threads_for(double macs) {
+  return static_cast<int>(std::clamp(macs / kMinMacsPerThread, 1.0, double(num_threads())));
+}
 
 }  // namespace conv2d_detail
 }  // namespace convkit

@@ -1,0 +1,132 @@
+// conv2d_direct.cpp: direct convolution for float, stride-1 convs with few output channels per group
+// (LeNet's first layers): the baseline half (shape choice, zero-padded input rows, threads) of the
+// kernel in conv2d_direct_avx2.cpp.
+//
+// Why: im2col + GEMM copies every input value KH*KW times into cols and the GEMM copies cols once
+// more into its packed panels, then does only OCg multiply-adds per copied value. With OCg = 6 (LeNet
+// conv1) the copies cost more than the arithmetic. The direct kernel reads a zero-padded copy of
+// the input rows (one copy, not KH*KW) straight from L1 and keeps an output tile in registers:
+// channels x 16 pixels, or for narrow outputs 16 channels x pixels (see conv2d_direct_avx2.cpp).
+//
+// Threads: tasks are (image, group, band of output rows); contiguous task ranges per thread. Each
+// task pads the input rows its band reads into the thread's scratch and writes its own outputs, so
+// results do not depend on the thread count at all.
+#include "convkit/runtime.h"
+#include "ops/conv2d_direct.h"
+#include "ops/conv2d_impl.h"
+
+namespace convkit {
+namespace conv2d_detail {
+namespace {
+
+constexpr int kSlotPad = 4;                                  // scratch slot for the padded rows
+constexpr int kSlotPacked = 3;                               // the packed weights (channel-vectorized)
+constexpr std::size_t kMaxPadBytes = std::size_t(64) << 20;  // per task; beyond it, decline
+// auto mode: above kMaxDirectOCg the GEMM path's copies are amortized; below kMinLaneFill of the
+// vector lanes doing useful work the GEMM path's denser tiles win.
+constexpr int64_t kMaxDirectOCg = 32;
+constexpr double kMinLaneFill = 0.6;
+
+bool have_kernel() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return cpu_isa() >= Isa::Avx2;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p,
+                    bool forced) {
+  if (x.dtype != DType::Float32 || p.stride_h != 1 || p.stride_w != 1 || !have_kernel()) return false;
+  const Dims d = dims_of(x, w, y, p);
+#if defined(__x86_64__) || defined(_M_X64)
+  // Pixel- or channel-vectorized kernel: whichever fills more vector lanes (ties: pixels).
+  const int64_t OW8 = (d.OW + 7) / 8 * 8, OCp = (d.OCg + 7) / 8 * 8;
+  const double fill_px = double(d.OW) / double(OW8), fill_oc = double(d.OCg) / double(OCp);
+  const bool by_channel = fill_oc > fill_px;
+  if (!forced && (d.OCg > kMaxDirectOCg || std::max(fill_px, fill_oc) < kMinLaneFill)) return false;
+  const int64_t OW16 = (d.OW + 15) / 16 * 16;
+  const int64_t Wp = OW16 + (d.KW - 1) * p.dil_w;  // >= W + 2 * pad_w (stride 1)
+  const int64_t halo = (d.KH - 1) * p.dil_h;       // extra input rows a band of output rows reads
+
+  // Tasks: (n, g, band). Bands only when there are too few image-groups to go round the threads.
+  const double macs = double(d.N) * double(d.OC) * double(d.OH * d.OW) * double(d.Cg * d.KH * d.KW);
+  const int nt = threads_for(macs);
+  const int64_t groups_total = d.N * d.G;
+  const int64_t bands = std::clamp<int64_t>((4 * int64_t(nt) + groups_total - 1) / groups_total, 1, d.OH);
+  const int64_t band_rows = (d.OH + bands - 1) / bands;
+  const int64_t R = band_rows + halo;
+  const double pad_bytes = double(d.Cg) * double(R) * double(Wp) * sizeof(float);
+  if (pad_bytes > double(kMaxPadBytes)) return false;
+  const std::size_t pad_elems = static_cast<std::size_t>(d.Cg * R * Wp);
+
+  const float* xs = x.ptr<float>();
+  const float* ws = w.ptr<float>();
+  const float* bs = b ? b->ptr<float>() : nullptr;
+  float* ys = y.ptr<float>();
+  const int64_t CKK = d.Cg * d.KH * d.KW;
+  float* packed = nullptr;  // per group: weights [CKK, OCp], then the bias [OCp]
+  if (by_channel) {
+    if (double(d.G) * double(CKK + 1) * double(OCp) * sizeof(float) > double(kMaxPadBytes)) return false;
+    packed = workspace_as<float>(static_cast<std::size_t>(d.G * (CKK + 1) * OCp), kSlotPacked);
+    for (int64_t g = 0; g < d.G; ++g) {
+      float* wt = packed + g * (CKK + 1) * OCp;
+      for (int64_t k = 0; k < CKK; ++k)
+        for (int64_t o = 0; o < OCp; ++o) wt[k * OCp + o] = o < d.OCg ? ws[(g * d.OCg + o) * CKK + k] : 0.0f;
+      for (int64_t o = 0; o < OCp; ++o) wt[CKK * OCp + o] = bs && o < d.OCg ? bs[g * d.OCg + o] : 0.0f;
+    }
+  }
+  const int64_t tasks = groups_total * bands;
+  run_threads(nt, [&](int t, int T) {
+    const int64_t chunk = (tasks + T - 1) / T, t0 = t * chunk, t1 = std::min(tasks, t0 + chunk);
+    if (t0 >= t1) return;
+    float* buf = workspace_as<float>(pad_elems, kSlotPad);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t ng = task / bands, band = task % bands, n = ng / d.G, g = ng % d.G;
+      const int64_t i0 = band * band_rows, i1 = std::min(d.OH, i0 + band_rows);
+      if (i0 >= i1) continue;
+      // buffer row r of channel c = padded row i0 + r = input row i0 + r - pad_h
+      const int64_t rows = (i1 - i0) + halo;
+      for (int64_t c = 0; c < d.Cg; ++c) {
+        const float* xc = xs + ((n * d.C) + g * d.Cg + c) * d.H * d.W;
+        for (int64_t r = 0; r < rows; ++r) {
+          float* dst = buf + (c * R + r) * Wp;
+          const int64_t h = i0 + r - p.pad_h;
+          if (h < 0 || h >= d.H) {
+            std::fill(dst, dst + Wp, 0.0f);
+            continue;
+          }
+          std::fill(dst, dst + p.pad_w, 0.0f);
+          std::copy(xc + h * d.W, xc + (h + 1) * d.W, dst + p.pad_w);
+          std::fill(dst + p.pad_w + d.W, dst + Wp, 0.0f);
+        }
+      }
+      DirectRows a;
+      a.xpad = buf, a.Wp = Wp, a.R = R, a.row0 = i0;
+      a.w = ws + g * d.OCg * d.Cg * d.KH * d.KW;
+      a.b = bs ? bs + g * d.OCg : nullptr;
+      a.y = ys + (n * d.OC + g * d.OCg) * d.OH * d.OW;
+      a.Cg = d.Cg, a.OCg = d.OCg, a.KH = d.KH, a.KW = d.KW, a.dh = p.dil_h, a.dw = p.dil_w;
+      a.OH = d.OH, a.OW = d.OW;
+      if (by_channel) {
+        a.wt = packed + g * (CKK + 1) * OCp;
+        a.bt = a.wt + CKK * OCp;
+        a.OCp = OCp;
+        conv2d_direct_rows_oc_avx2(a, i0, i1);
+      } else {
+        a.wt = a.bt = nullptr;
+        a.OCp = 0;
+        conv2d_direct_rows_avx2(a, i0, i1);
+      }
+    }
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace conv2d_detail
+}  // namespace convkit

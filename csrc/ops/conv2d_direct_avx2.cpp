@@ -1,0 +1,183 @@
+// conv2d_direct_avx2.cpp: the register-blocked direct convolution kernel behind conv2d_direct.cpp
+// (float, stride 1, AVX2 + FMA). This file is compiled with -mavx2 -mfma and only called when
+// convkit::cpu_isa() reports avx2 or better. Like the gemm microkernels it keeps everything but the
+// one entry point declared in conv2d_impl.h in an anonymous namespace and uses no inline library
+// templates, so no AVX-encoded copy can be merged with code that runs on a plain x86-64.
+//
+// Two tilings, each keeping <= 12 ymm accumulators (two FMA pipes of latency 4-5 need ~10 in flight):
+//   pixel-vectorized  MO output channels x NV vectors of 8 output pixels of one row (MO * NV <= 12).
+//                     Per kernel tap (c, p, q): NV unaligned loads of the padded input row, then per
+//                     channel one broadcast of w[o, c, p, q] and NV FMAs. Wastes lanes when OW is
+//                     not a multiple of 8 (LeNet conv2: OW = 10 fills 10 of 16 lanes).
+//   channel-vectorized  NV vectors of 8 output channels x NP pixels (NV * NP <= 12), from weights
+//                     packed [c, p, q, o]. Per tap: NV weight loads, per pixel one broadcast of the
+//                     input and NV FMAs. Wastes lanes when OCg is not a multiple of 8.
+// Each output is its bias plus the taps in (c, p, q) order: the same operations whatever the thread
+// count or the tile it falls in.
+#include <immintrin.h>
+
+#include "ops/conv2d_direct.h"
+
+namespace {
+
+using convkit::conv2d_detail::DirectRows;
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Stores the first n (1..8) lanes of v.
+inline void store_first(float* p, __m256 v, int64_t n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(p, v);
+    return;
+  }
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane);
+  _mm256_maskstore_ps(p, mask, v);
+}
+
+// Output row i (relative row ri in the padded buffer), channels [ob, ob + MO), pixels [jb, jb + n).
+template <int MO, int NV>
+inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t jb, int64_t n) {
+  const int64_t KK = a.KH * a.KW, CKK = a.Cg * KK;
+  __m256 acc[MO][NV];
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o) {
+    const __m256 init = a.b ? _mm256_set1_ps(a.b[ob + o]) : _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[o][v] = init;
+  }
+  const float* wo = a.w + ob * CKK;
+  for (int64_t c = 0; c < a.Cg; ++c) {
+    for (int64_t p = 0; p < a.KH; ++p) {
+      const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + jb;
+      const float* wr = wo + (c * a.KH + p) * a.KW;
+      for (int64_t q = 0; q < a.KW; ++q) {
+        __m256 xv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) xv[v] = _mm256_loadu_ps(xr + q * a.dw + 8 * v);
+#pragma GCC unroll 8
+        for (int o = 0; o < MO; ++o) {
+          const __m256 wv = _mm256_broadcast_ss(wr + o * CKK + q);
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[o][v] = _mm256_fmadd_ps(wv, xv[v], acc[o][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o) {
+    float* yr = a.y + ((ob + o) * a.OH + i) * a.OW + jb;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) store_first(yr + 8 * v, acc[o][v], n - 8 * v);
+  }
+}
+
+template <int MO>
+inline void row_block(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
+  for (int64_t jb = 0; jb < a.OW; jb += 16) {
+    const int64_t n = min64(16, a.OW - jb);
+    if (n > 8) tile<MO, 2>(a, ri, i, ob, jb, n);
+    else tile<MO, 1>(a, ri, i, ob, jb, n);
+  }
+}
+
+// Channel-vectorized tile: channels [ob, ob + 8 * NV) (vectors of the packed weights/bias), pixels
+// [j0, j0 + NP) of output row i. Per tap: NV weight vector loads, then per pixel one broadcast of
+// the input value and NV FMAs.
+template <int NV, int NP>
+inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t j0) {
+  __m256 acc[NV][NP];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const __m256 init = _mm256_loadu_ps(a.bt + ob + 8 * v);
+#pragma GCC unroll 12
+    for (int j = 0; j < NP; ++j) acc[v][j] = init;
+  }
+  const float* wt = a.wt + ob;
+  for (int64_t c = 0; c < a.Cg; ++c) {
+    for (int64_t p = 0; p < a.KH; ++p) {
+      const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + j0;
+      const float* wr = wt + (c * a.KH + p) * a.KW * a.OCp;
+      for (int64_t q = 0; q < a.KW; ++q) {
+        __m256 wv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(wr + q * a.OCp + 8 * v);
+        const float* xq = xr + q * a.dw;
+#pragma GCC unroll 12
+        for (int j = 0; j < NP; ++j) {
+          const __m256 xb = _mm256_broadcast_ss(xq + j);
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[v][j] = _mm256_fmadd_ps(wv[v], xb, acc[v][j]);
+        }
+      }
+    }
+  }
+  // Scatter: lane k of acc[v][j] is y[ob + 8v + k, i, j0 + j].
+  const int64_t plane = a.OH * a.OW;
+  float* yb = a.y + i * a.OW + j0;
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    alignas(32) float lanes[NP][8];
+#pragma GCC unroll 12
+    for (int j = 0; j < NP; ++j) _mm256_store_ps(lanes[j], acc[v][j]);
+    const int64_t o0 = ob + 8 * v, kn = min64(8, a.OCg - o0);
+    for (int64_t k = 0; k < kn; ++k) {
+      float* yr = yb + (o0 + k) * plane;
+#pragma GCC unroll 12
+      for (int j = 0; j < NP; ++j) yr[j] = lanes[j][k];
+    }
+  }
+}
+
+template <int NV, int NPMAX>
+inline void row_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
+  int64_t j0 = 0;
+  for (; j0 + NPMAX <= a.OW; j0 += NPMAX) tile_oc<NV, NPMAX>(a, ri, i, ob, j0);
+  switch (a.OW - j0) {  // the row's last pixels
+    case 11: if constexpr (NPMAX > 11) tile_oc<NV, 11>(a, ri, i, ob, j0); break;
+    case 10: if constexpr (NPMAX > 10) tile_oc<NV, 10>(a, ri, i, ob, j0); break;
+    case 9: if constexpr (NPMAX > 9) tile_oc<NV, 9>(a, ri, i, ob, j0); break;
+    case 8: if constexpr (NPMAX > 8) tile_oc<NV, 8>(a, ri, i, ob, j0); break;
+    case 7: if constexpr (NPMAX > 7) tile_oc<NV, 7>(a, ri, i, ob, j0); break;
+    case 6: if constexpr (NPMAX > 6) tile_oc<NV, 6>(a, ri, i, ob, j0); break;
+    case 5: tile_oc<NV, 5>(a, ri, i, ob, j0); break;
+    case 4: tile_oc<NV, 4>(a, ri, i, ob, j0); break;
+    case 3: tile_oc<NV, 3>(a, ri, i, ob, j0); break;
+    case 2: tile_oc<NV, 2>(a, ri, i, ob, j0); break;
+    case 1: tile_oc<NV, 1>(a, ri, i, ob, j0); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+namespace convkit {
+namespace conv2d_detail {
+
+void conv2d_direct_rows_avx2(const DirectRows& a, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t ri = i - a.row0;
+    int64_t ob = 0;
+    for (; ob + 6 <= a.OCg; ob += 6) row_block<6>(a, ri, i, ob);
+    switch (a.OCg - ob) {
+      case 5: row_block<5>(a, ri, i, ob); break;
+      case 4: row_block<4>(a, ri, i, ob); break;
+      case 3: row_block<3>(a, ri, i, ob); break;
+      case 2: row_block<2>(a, ri, i, ob); break;
+      case 1: row_block<1>(a, ri, i, ob); break;
+      default: break;
+    }
+  }
+}
+
+void conv2d_direct_rows_oc_avx2(const DirectRows& a, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t ri = i - a.row0;
+    int64_t ob = 0;
+    for (; ob + 16 <= a.OCp; ob += 16) row_oc<2, 6>(a, ri, i, ob);
+    if (ob < a.OCp) row_oc<1, 12>(a, ri, i, ob);  // the last 8 channels
+  }
+}
+
+}  // namespace conv2d_detail
+}  // namespace convkit
