@@ -9,7 +9,7 @@ namespace {
 template <class T>
 __global__ void relu_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = x[i] > T(0) ? x[i] : T(0);
+    y[i] = !(x[i] <= T(0)) ? x[i] : T(0);  // NaN propagates, as on the CPU
 }
 
 template <class T>
