@@ -156,6 +156,15 @@ def test_random_shapes(M, N, K, ta, tb, pads, ab, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 0])
+def test_several_cache_blocks(dtype, threads):
+    # N past NC (3072 columns per B block) on one thread, M past MC, K past KC, each with a tail
+    rng = np.random.default_rng(17)
+    for (M, N, K), ta, tb in itertools.product([(7, 3200, 20), (300, 9, 530)], [False, True], [False, True]):
+        run_gemm(rng, dtype, M, N, K, ta, tb, alpha=0.5, beta=-1.0, pad=(1, 0, 3), threads=threads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_alpha_zero_and_k_zero_never_read_a_b(dtype):
     # alpha == 0 or K == 0: C = beta * C, A and B are not read (they hold NaN here)
     A = np.full(12, np.nan, dtype)
@@ -216,6 +225,31 @@ def test_generic_isa_path():
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "generic ok" in r.stdout
+
+
+FEWER_THREADS_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import convkit
+    import test_gemm as t
+    convkit.set_num_threads(4)
+    rng = np.random.default_rng(0)
+    for M, N, K, ta, tb in [(130, 250, 70, False, True), (400, 20, 90, True, False), (1, 5000, 300, False, True),
+                            (1, 3000, 200, True, False), (3000, 1, 200, False, False), (300, 500, 1, False, False)]:
+        t.run_gemm(rng, np.float32, M, N, K, ta, tb, alpha=1.0, beta=0.5, threads=4)
+    print("fewer threads ok")
+""")
+
+
+def test_fewer_threads_than_asked():
+    """OpenMP may grant fewer threads than a parallel region asks for (OMP_THREAD_LIMIT, or inside
+    another parallel region): every part of the split must still be computed."""
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    script = FEWER_THREADS_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "fewer threads ok" in r.stdout
 
 
 def test_bad_input():

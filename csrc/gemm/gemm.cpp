@@ -253,20 +253,21 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
   }
 }
 
-// Runs f(t) on nt threads (nt >= 2); an exception on any thread is rethrown here (never out of
-// the OpenMP region, which would terminate the process).
+// Runs f(0), ..., f(nt - 1) (nt >= 2 parts) on up to nt threads. OpenMP may grant fewer (inside
+// another parallel region it grants one), so each thread takes every T-th part. An exception on
+// any thread is rethrown here (never out of the OpenMP region, which would terminate the process).
 template <class F>
 void run_threads(int nt, F&& f) {
   std::exception_ptr err;
 #pragma omp parallel num_threads(nt)
   {
 #ifdef _OPENMP
-    const int t = omp_get_thread_num();
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
 #else
-    const int t = 0;
+    const int t = 0, T = 1;
 #endif
     try {
-      f(t);
+      for (int part = t; part < nt; part += T) f(part);
     } catch (...) {
 #pragma omp critical(convkit_gemm_error)
       if (!err) err = std::current_exception();
@@ -275,7 +276,7 @@ void run_threads(int nt, F&& f) {
   if (err) std::rethrow_exception(err);
 }
 
-// How many threads a problem of `flops` multiply-adds deserves (about 256k each, at least).
+// How many threads `work` multiply-adds deserve (at least about 256k each), at most max_parts.
 inline int threads_for(int threads, double work, int64_t max_parts) {
   int nt = threads > 0 ? threads : num_threads();
   const double per_thread = 262144.0;

@@ -63,12 +63,19 @@ def check_shape(fn: str, name: str, x, expected) -> None:
         raise ValueError(f"{fn}: {name} must have shape {_shape_str(expected)}, got {_shape_str(x.shape)}")
 
 
-def _int(v, fn: str, name: str, minimum: int | None = None) -> int:
+# Sizes, strides, paddings: the kernels take int64; anything larger is refused here with a clear
+# message (the kernels' own checks then catch products that overflow).
+_MAX_SIZE = 2**62
+
+
+def _int(v, fn: str, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be an int, got {type(v).__name__} {v!r}")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{fn}: {name} must be <= {maximum}, got {v}")
     return v
 
 
@@ -76,8 +83,8 @@ def _pair(v, fn: str, name: str, minimum: int) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
-        return (_int(v[0], fn, name, minimum), _int(v[1], fn, name, minimum))
-    i = _int(v, fn, name, minimum)
+        return (_int(v[0], fn, name, minimum, _MAX_SIZE), _int(v[1], fn, name, minimum, _MAX_SIZE))
+    i = _int(v, fn, name, minimum, _MAX_SIZE)
     return (i, i)
 
 
@@ -98,7 +105,7 @@ def _float(v, fn: str, name: str, lo: float | None = None, hi: float | None = No
 def _shape4(shape, fn: str, name: str) -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)) or len(shape) != 4:
         raise ValueError(f"{fn}: {name} must be a 4-tuple [N, C, H, W], got {shape!r}")
-    return tuple(_int(s, fn, name, 1) for s in shape)
+    return tuple(_int(s, fn, name, 1, _MAX_SIZE) for s in shape)
 
 
 # ---- conv2d ---------------------------------------------------------------------------------------
@@ -112,7 +119,7 @@ def _conv_params(fn, x_shape, w_shape, stride, padding, dilation, groups):
     stride = _pair(stride, fn, "stride", 1)
     padding = _pair(padding, fn, "padding", 0)
     dilation = _pair(dilation, fn, "dilation", 1)
-    groups = _int(groups, fn, "groups", 1)
+    groups = _int(groups, fn, "groups", 1, _MAX_SIZE)
     n, c, h, w = x_shape
     oc, cpg, kh, kw = w_shape
     if c % groups:
@@ -232,7 +239,7 @@ def max_pool2d_backward(dy, indices, x_shape, kernel_size, stride=None, padding=
 # ---- local response normalization ----------------------------------------------------------------
 
 def _lrn_params(fn, size, alpha, beta, k):
-    size = _int(size, fn, "size", 1)
+    size = _int(size, fn, "size", 1, _MAX_SIZE)
     alpha = _float(alpha, fn, "alpha", 0.0)
     beta = _float(beta, fn, "beta", 0.0)
     k = _float(k, fn, "k", 0.0, lo_open=True)

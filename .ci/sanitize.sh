@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The sanitizer job (issue 10): build convkit's C++ core with AddressSanitizer + UndefinedBehavior-
+# Sanitizer (CMake option CONVKIT_SANITIZE=ON, CPU only) into its own build folder and virtual
+# environment, run the CPU test suite (minus @slow) under it, then a LeakSanitizer pass over a
+# focused kernel loop (.ci/leak_check.cpp, the kernels linked without Python). Fails on any report.
+#
+#   .ci/sanitize.sh            # build + tests + leak check
+#   SANITIZE_PYTEST_ARGS="tests/test_conv2d.py" .ci/sanitize.sh    # a subset of the tests
+#
+# Python itself is not instrumented: libasan is LD_PRELOADed (it must come first), leak detection is
+# off for the Python run (the interpreter leaks by design at exit) and on for the C++ driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=${SANITIZE_DIR:-$ROOT/build/sanitize}
+PY=${PYTHON:-python3}
+CXX=${CXX:-g++}
+mkdir -p "$OUT"
+rm -rf "$OUT/logs" && mkdir -p "$OUT/logs"
+t0=$(date +%s)
+
+echo "== sanitizer build (ASan + UBSan, CPU only) into $OUT"
+if [ ! -x "$OUT/venv/bin/python" ]; then
+  "$PY" -m venv --system-site-packages "$OUT/venv"
+fi
+VPY="$OUT/venv/bin/python"
+"$VPY" -m pip install -q --no-build-isolation --no-deps --force-reinstall \
+  -Cbuild-dir="$OUT/cmake" -Ccmake.define.CONVKIT_SANITIZE=ON -Ccmake.define.CONVKIT_CUDA=OFF \
+  -Ccmake.build-type=RelWithDebInfo .
+
+LIBASAN=$("$CXX" -print-file-name=libasan.so)
+if [ ! -e "$LIBASAN" ] || [ "$LIBASAN" = "libasan.so" ]; then
+  echo "error: $CXX -print-file-name=libasan.so found no libasan (install the compiler's ASan runtime)" >&2
+  exit 1
+fi
+# allocator_may_return_null: a request far beyond memory returns NULL (-> std::bad_alloc / numpy
+# MemoryError, which the tests expect) instead of an ASan abort.
+ASAN_BASE="allocator_may_return_null=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
+ASAN_BASE="$ASAN_BASE:log_path=$OUT/logs/asan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$OUT/logs/ubsan"
+
+# The tests must import the instrumented build, not another installed convkit.
+core=$(cd /tmp && LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" \
+       "$VPY" -c "import convkit._core as c; print(c.__file__)")
+case "$core" in
+  "$OUT"/venv/*) echo "   instrumented core: $core" ;;
+  *) echo "error: the sanitizer venv imports convkit from $core, not from $OUT/venv" >&2; exit 1 ;;
+esac
+nm -D "$core" | grep -q __asan_init || nm -D "$core" | grep -q __asan_report || {
+  echo "error: $core is not instrumented with ASan" >&2; exit 1; }
+t1=$(date +%s)
+echo "   build: $((t1 - t0)) s"
+
+fail=0
+echo "== CPU test suite under ASan + UBSan (not slow)"
+# shellcheck disable=SC2086
+LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" CONVKIT_SANITIZED=1 \
+  "$VPY" -m pytest -q -p no:cacheprovider -m "not slow" ${SANITIZE_PYTEST_ARGS:-tests} || fail=1
+t2=$(date +%s)
+echo "   tests: $((t2 - t1)) s"
+
+echo "== LeakSanitizer over a kernel loop (.ci/leak_check.cpp)"
+srcs=$(ls csrc/runtime.cpp csrc/ops/*.cpp csrc/gemm/*.cpp)
+flags="-std=c++17 -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Icsrc"
+objs=()
+mkdir -p "$OUT/leak"
+for s in $srcs; do
+  o="$OUT/leak/$(echo "$s" | tr / _).o"
+  extra=""
+  case "$s" in
+    *_avx512.cpp) extra="-mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma -mavx2" ;;
+    *_avx2.cpp) extra="-mavx2 -mfma" ;;
+  esac
+  if [ ! -e "$o" ] || [ "$s" -nt "$o" ]; then
+    # shellcheck disable=SC2086
+    "$CXX" $flags $extra -c "$s" -o "$o"
+  fi
+  objs+=("$o")
+done
+# shellcheck disable=SC2086
+"$CXX" $flags .ci/leak_check.cpp "${objs[@]}" -o "$OUT/leak/leak_check"
+ASAN_OPTIONS="detect_leaks=1:$ASAN_BASE" "$OUT/leak/leak_check" || fail=1
+t3=$(date +%s)
+echo "   leak check: $((t3 - t2)) s"
+
+if compgen -G "$OUT/logs/*" >/dev/null; then
+  echo "== sanitizer reports:" >&2
+  for f in "$OUT"/logs/*; do echo "--- $f" >&2; cat "$f" >&2; done
+  fail=1
+fi
+echo "== sanitizer job: $((t3 - t0)) s in total, $([ $fail = 0 ] && echo 'no reports' || echo FAILED)"
+exit $fail

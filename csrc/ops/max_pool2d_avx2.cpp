@@ -1,0 +1,164 @@
+// max_pool2d_avx2.cpp: the float32 plane kernel of max_pool2d for AVX2. CMake compiles this file
+// with -mavx2 -mfma; max_pool2d.cpp calls it only when convkit::cpu_isa() >= Avx2.
+//
+// Same two passes and the same comparisons as pool_plane_generic in max_pool2d.cpp (read the
+// comment there), so values and indices agree with it bit for bit:
+//   row pass:    8 output columns at a time for windows that lie fully inside the row; stride 1
+//                reads the window's columns with unaligned loads, stride 2 deinterleaves 16 floats
+//                into even and odd columns; other strides and the edge windows run scalar;
+//   column pass: 8 output columns at a time over the kh row results, any kernel and stride.
+// Indices are tracked as int32 (the caller guarantees H * W < 2^31) and widened when stored.
+//
+// Only raw pointers and file-local helpers here: an inline function from a shared header, compiled
+// with AVX2 flags in this file, could be the copy the linker keeps for the generic code too.
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace convkit {
+namespace avx2 {
+namespace {
+
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Lanes where v replaces the running maximum m: v > m, or v is NaN.
+inline __m256 takes_over(__m256 v, __m256 m) {
+  return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+inline __m256i blend_idx(__m256i a, __m256i b, __m256 mask) {
+  return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), mask));
+}
+
+// p[0..15] -> even = [p0 p2 ... p14], odd = [p1 p3 ... p15].
+inline void deinterleave(const float* p, __m256& even, __m256& odd) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  // per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6] and [a1 a3 b1 b3 | a5 a7 b5 b7]
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  // 64-bit blocks [a0a2, b0b2, a4a6, b4b6] -> [a0a2, a4a6, b0b2, b4b6]
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+inline void store_idx(int64_t* dst, __m256i id) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(id)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(id, 1)));
+}
+
+// One window of one row, scalar: columns [c0, c0 + kw) clipped to [0, W).
+inline void row_window(const float* xr, int64_t W, int64_t c0, int64_t kw, int32_t rowbase, float* h, int32_t* hi) {
+  const int64_t ca = imax(c0, 0), cb = imin(c0 + kw, W);
+  float m = xr[ca];
+  int64_t mi = ca;
+  for (int64_t c = ca + 1; c < cb; ++c) {
+    const float v = xr[c];
+    if (v > m || v != v) m = v, mi = c;
+  }
+  *h = m;
+  *hi = rowbase + static_cast<int32_t>(mi);
+}
+
+// 8 full windows starting at output column j (all their columns inside the row).
+inline void row_vec8(const float* xr, int64_t j, int64_t kw, int64_t sw, int64_t pw, int32_t rowbase,
+                     __m256i lane_cols, float* h, int32_t* hi) {
+  const int64_t c0 = j * sw - pw;
+  const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32(rowbase + static_cast<int32_t>(c0)), lane_cols);
+  __m256 m;
+  __m256i id = cols;
+  if (sw == 1) {
+    m = _mm256_loadu_ps(xr + c0);
+    for (int64_t q = 1; q < kw; ++q) {
+      const __m256 v = _mm256_loadu_ps(xr + c0 + q);
+      const __m256 t = takes_over(v, m);
+      m = _mm256_blendv_ps(m, v, t);
+      id = blend_idx(id, _mm256_add_epi32(cols, _mm256_set1_epi32(static_cast<int32_t>(q))), t);
+    }
+  } else {  // sw == 2, kw >= 2: column q of the 8 windows is x[c0 + q + 2 * lane]
+    __m256 even, odd;
+    deinterleave(xr + c0, even, odd);  // reads c0 .. c0 + 15 <= the last window's end
+    m = even;
+    for (int64_t q = 1; q < kw; ++q) {
+      __m256 v = odd;  // q == 1: odd columns of the same 16 floats
+      if (q > 1) {
+        __m256 unused;
+        deinterleave(xr + c0 + q - 1, unused, v);  // odd elements from c0 + q - 1 are c0 + q + 2 * lane
+      }
+      const __m256 t = takes_over(v, m);
+      m = _mm256_blendv_ps(m, v, t);
+      id = blend_idx(id, _mm256_add_epi32(cols, _mm256_set1_epi32(static_cast<int32_t>(q))), t);
+    }
+  }
+  _mm256_storeu_ps(h, m);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), id);
+}
+
+void row_pass(const float* xr, int64_t r, int64_t W, int64_t OW, int64_t kw, int64_t sw, int64_t pw, float* h,
+              int32_t* hi) {
+  const int32_t rowbase = static_cast<int32_t>(r * W);
+  // Windows fully inside the row: j * sw - pw >= 0 and j * sw - pw + kw <= W.
+  int64_t jhi = W - kw + pw >= 0 ? imin((W - kw + pw) / sw + 1, OW) : 0;
+  int64_t jlo = imin((pw + sw - 1) / sw, jhi);
+  const bool vec = (sw == 1 || (sw == 2 && kw >= 2)) && jhi - jlo >= 8;
+  if (!vec) jlo = jhi = 0;
+  for (int64_t j = 0; j < jlo; ++j) row_window(xr, W, j * sw - pw, kw, rowbase, h + j, hi + j);
+  if (vec) {
+    const int32_t s = static_cast<int32_t>(sw);
+    const __m256i lane_cols = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+    int64_t j = jlo;
+    for (; j + 8 <= jhi; j += 8) row_vec8(xr, j, kw, sw, pw, rowbase, lane_cols, h + j, hi + j);
+    if (j < jhi) row_vec8(xr, jhi - 8, kw, sw, pw, rowbase, lane_cols, h + jhi - 8, hi + jhi - 8);  // overlap
+  }
+  for (int64_t j = jhi; j < OW; ++j) row_window(xr, W, j * sw - pw, kw, rowbase, h + j, hi + j);
+}
+
+// Output row: max over rows [ra, rb) of the row-pass results, 8 columns at a time.
+inline void col_vec8(const float* hv, const int32_t* hi, int64_t OW, int64_t ra, int64_t rb, int64_t j, float* y,
+                     int64_t* idx) {
+  __m256 m = _mm256_loadu_ps(hv + ra * OW + j);
+  __m256i id = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi + ra * OW + j));
+  for (int64_t r = ra + 1; r < rb; ++r) {
+    const __m256 v = _mm256_loadu_ps(hv + r * OW + j);
+    const __m256 t = takes_over(v, m);
+    m = _mm256_blendv_ps(m, v, t);
+    id = blend_idx(id, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi + r * OW + j)), t);
+  }
+  _mm256_storeu_ps(y + j, m);
+  store_idx(idx + j, id);
+}
+
+}  // namespace
+
+void max_pool2d_plane_f32(const float* x, float* y, int64_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, float* hv,
+                          int32_t* hi) {
+  int64_t next_row = 0;  // rows below this already have their row pass done
+  for (int64_t i = 0; i < OH; ++i) {
+    const int64_t r0 = i * sh - ph;
+    const int64_t ra = imax(r0, 0), rb = imin(r0 + kh, H);
+    for (int64_t r = imax(ra, next_row); r < rb; ++r) row_pass(x + r * W, r, W, OW, kw, sw, pw, hv + r * OW, hi + r * OW);
+    next_row = imax(next_row, rb);
+    float* yi = y + i * OW;
+    int64_t* ii = idx + i * OW;
+    if (OW >= 8) {
+      int64_t j = 0;
+      for (; j + 8 <= OW; j += 8) col_vec8(hv, hi, OW, ra, rb, j, yi, ii);
+      if (j < OW) col_vec8(hv, hi, OW, ra, rb, OW - 8, yi, ii);  // overlapping last block
+    } else {
+      for (int64_t j = 0; j < OW; ++j) {
+        float m = hv[ra * OW + j];
+        int32_t mi = hi[ra * OW + j];
+        for (int64_t r = ra + 1; r < rb; ++r) {
+          const float v = hv[r * OW + j];
+          if (v > m || v != v) m = v, mi = hi[r * OW + j];
+        }
+        yi[j] = m;
+        ii[j] = mi;
+      }
+    }
+  }
+}
+
+}  // namespace avx2
+}  // namespace convkit
