@@ -108,7 +108,7 @@ void bind_conv2d(py::module_& m) {
   m.def("conv2d_out_size", &conv2d_out_size, arg("size"), arg("kernel"), arg("stride"), arg("padding"),
         arg("dilation"));
   m.def("_conv2d_set_cpu_impl", &conv2d_set_cpu_impl, arg("impl"),
-        "Test hook: 'auto', 'ref' or 'gemm' (see conv2d.h); returns the previous setting.");
+        "Test hook: 'auto', 'ref', 'gemm' or 'direct' (see conv2d.h); returns the previous setting.");
 }
 
 void bind_pool(py::module_& m) {

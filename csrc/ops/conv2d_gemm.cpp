@@ -77,6 +77,15 @@ bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv
   return true;
 }
 
+// Leading dimension of a cols band of np pixels: rounded up to 16 values so every row starts on a
+// 64-byte line (the GEMM packs cols in 16-wide strips, one line each instead of two), and kept off
+// multiples of 4 KiB so the rows do not all map to the same cache sets.
+inline int64_t cols_ld(int64_t np, std::size_t elem) {
+  int64_t ld = (np + 15) / 16 * 16;
+  if ((ld * static_cast<int64_t>(elem)) % 4096 == 0) ld += 16;
+  return ld;
+}
+
 // Copies and zero fills of im2col rows. Most are short (a few to a few dozen values), where a
 // library call costs more than the copy, so they are plain loops; long ones go to memcpy/memset.
 // The fill value is an opaque zero so the compiler does not turn the short loops into memset
@@ -102,12 +111,12 @@ inline void copy_run(T* __restrict dst, const T* __restrict src, int64_t n) {
   }
 }
 
-// cols[r, (i - i0)*OW + j] for the rows r in [r0, r1) and output rows i in [i0, i1); x is one
-// image-group [Cg, H, W].
+// cols[r, (i - i0)*OW + j] (rows cols_ld apart) for the rows r in [r0, r1) and output rows i in
+// [i0, i1); x is one image-group [Cg, H, W].
 template <class T>
 void im2col_rows(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int64_t r0, int64_t r1) {
   const Dims& d = g.d;
-  const int64_t ld = (i1 - i0) * d.OW, sw = g.p.stride_w, OW = d.OW, W = d.W;
+  const int64_t np = (i1 - i0) * d.OW, ld = cols_ld(np, sizeof(T)), sw = g.p.stride_w, OW = d.OW, W = d.W;
   const T zero = static_cast<T>(g_opaque_zero);
   // Stride 1 with OW == W ("same" padding): consecutive output rows read consecutive input rows, so
   // the in-image part of a cols row is one contiguous block of x; the few values it picks up from
@@ -172,7 +181,7 @@ void im2col(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int 
 template <class T>
 void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx, int threads) {
   const Dims& d = g.d;
-  const int64_t ld = (i1 - i0) * d.OW, sw = g.p.stride_w, KK = d.KH * d.KW;
+  const int64_t ld = cols_ld((i1 - i0) * d.OW, sizeof(T)), sw = g.p.stride_w, KK = d.KH * d.KW;
   maybe_parallel(d.Cg, threads, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       T* dxc = dx + c * d.H * d.W;
@@ -200,8 +209,8 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
 // Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
 int64_t split_point(int64_t N, int T) { return T > 1 ? N / T * T : N; }
 
-std::size_t band_cols_elems(const Geometry& g) {
-  return g.direct ? 0 : static_cast<std::size_t>(g.K * g.band_rows * g.d.OW);
+std::size_t band_cols_elems(const Geometry& g, std::size_t elem) {
+  return g.direct ? 0 : static_cast<std::size_t>(g.K * cols_ld(g.band_rows * g.d.OW, elem));
 }
 
 // ---- forward --------------------------------------------------------------------------------------
@@ -226,7 +235,8 @@ void forward_image(const Geometry& g, const T* xs, const T* ws, const T* bs, T* 
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
-      gemm<T>(false, false, d.OCg, np, g.K, T(1), wg, g.K, cols, np, beta, yg + i0 * d.OW, g.P, threads);
+      gemm<T>(false, false, d.OCg, np, g.K, T(1), wg, g.K, cols, cols_ld(np, sizeof(T)), beta, yg + i0 * d.OW, g.P,
+              threads);
     }
   }
 }
@@ -241,7 +251,7 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   T* ys = y.ptr<T>();
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
-  const std::size_t ce = band_cols_elems(g);
+  const std::size_t ce = band_cols_elems(g, sizeof(T));
   if (n_split > 0) {
     run_threads(nt, [&](int t, int T_) {
       const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
@@ -273,7 +283,8 @@ void backward_data_image(const Geometry& g, const T* gs, const T* ws, T* dxs, in
     std::fill(dxg, dxg + d.Cg * d.H * d.W, T(0));
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
-      gemm<T>(true, false, g.K, np, d.OCg, T(1), wg, g.K, gg + i0 * d.OW, g.P, T(0), dcols, np, threads);
+      gemm<T>(true, false, g.K, np, d.OCg, T(1), wg, g.K, gg + i0 * d.OW, g.P, T(0), dcols, cols_ld(np, sizeof(T)),
+              threads);
       col2im_add(g, dcols, i0, i1, dxg, threads);
     }
   }
@@ -288,7 +299,7 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
   T* dxs = dx.ptr<T>();
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
-  const std::size_t ce = band_cols_elems(g);
+  const std::size_t ce = band_cols_elems(g, sizeof(T));
   if (n_split > 0) {
     run_threads(nt, [&](int t, int T_) {
       const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
@@ -323,7 +334,8 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
       const T beta = overwrite && i0 == 0 ? T(0) : T(1);
-      gemm<T>(false, true, d.OCg, g.K, np, T(1), gg + i0 * d.OW, g.P, cols, np, beta, dwg, g.K, threads);
+      gemm<T>(false, true, d.OCg, g.K, np, T(1), gg + i0 * d.OW, g.P, cols, cols_ld(np, sizeof(T)), beta, dwg, g.K,
+              threads);
     }
   }
 }
@@ -340,7 +352,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = band_cols_elems(g);
+  const std::size_t ce = band_cols_elems(g, sizeof(T));
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
