@@ -140,8 +140,13 @@ void* cuda_malloc(std::size_t bytes) {
     FreeBlock b = it->second.back();
     it->second.pop_back();
     c.cached_bytes -= rounded;
-    if (b.stream != cuda_current_stream())
-      CONVKIT_CUDA_CALL("cuda_malloc", cudaStreamSynchronize(static_cast<cudaStream_t>(b.stream)));
+    if (b.stream != cuda_current_stream()) {
+      // freed while another stream was current: wait for it (or for the device, if that stream is gone)
+      if (cudaStreamSynchronize(static_cast<cudaStream_t>(b.stream)) != cudaSuccess) {
+        cudaGetLastError();
+        CONVKIT_CUDA_CALL("cuda_malloc", cudaDeviceSynchronize());
+      }
+    }
     return b.ptr;
   }
   void* p = nullptr;

@@ -3,9 +3,9 @@ updates (csrc/ops/elementwise.*) held to numpy and torch.optim on every device; 
 subset, conversions, DLPack and __cuda_array_interface__ on CUDA.
 
 Tolerances: +, -, *, /, neg, abs, sign, sqrt, square, clip, maximum, minimum are correctly rounded (or
-exact) on both devices and numpy, so they must agree exactly. exp, log and power are library calls
-accurate to a few units in the last place (CUDA's documented maxima are 1-2 ulp for exp and log,
-2 for pow), so they get 8 u relative. Reductions accumulate in double and round once: within
+exact) on both devices and numpy, so they must agree exactly. exp and log are library calls accurate
+to 1-2 units in the last place (CUDA's documented maxima), so 8 u relative (one ulp is at most 2 u
+relative); pow is documented at up to 4 ulp in float32, so 16 u. Reductions accumulate in double and round once: within
 u |sum| + n u64 sum|x| of the exact sum. Optimizer steps are a handful of roundings per element.
 """
 import math
@@ -104,7 +104,7 @@ def test_clip_and_power(device, dt):
     same(_core.unary_op(_core.UNARY_OPS["clip"], on(device, x), -1.5, 2.0), np.clip(x, dt(-1.5), dt(2.0)), "clip")
     with np.errstate(all="ignore"):
         close_rel(_core.unary_op(_core.UNARY_OPS["power"], on(device, np.abs(x)), 1.7), np.power(np.abs(x), dt(1.7)),
-                  8 * U[np.dtype(dt)], "power")
+                  16 * U[np.dtype(dt)], "power")
     with pytest.raises(ValueError, match=r"clip: lower bound 2(\.0)? must be <= upper bound 1(\.0)?"):
         _core.unary_op(_core.UNARY_OPS["clip"], on(device, x), 2.0, 1.0)
 

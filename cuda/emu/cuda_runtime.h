@@ -2,7 +2,15 @@
 // kernels' indexing, tiling, bounds and barriers are tested on machines without a GPU.
 //
 // Test-only. Built with -DCONVKIT_CUDA=EMULATE (CMakeLists.txt): every cuda/*.cu file is compiled as
-// C++ with this directory first on the include path, so `#include <cuda_runtime.h>` lands here.
+// C++ with this directory first on the include path, so `#include <cuda_runtime.h>` lands here, and
+// convkit reports one CUDA device ("convkit CPU emulator"), so every device-parametrized test runs:
+//
+//   python3 -m venv --system-site-packages build/venv-emu
+//   build/venv-emu/bin/pip install --no-build-isolation -e . -Cbuild-dir=build/emu \
+//       -Ceditable.rebuild=true -Ccmake.define.CONVKIT_CUDA=EMULATE
+//   build/venv-emu/bin/python -m pytest -q tests/test_cuda_ops.py tests/test_device_array.py
+//
+// Kernels must be launched through convkit::launch (cuda/common.cuh), never with <<< >>>.
 //
 // How a launch runs: blocks run one after another on the calling host thread; inside a block every
 // CUDA thread is a fiber (ucontext) with its own stack. A fiber runs until it reaches __syncthreads()
