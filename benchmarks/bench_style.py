@@ -5,9 +5,9 @@ random multi-scale filter backbone (convkit.style.RandomFilterNet: filter sizes 
 filters each, ReLU, 'valid' convolutions), content loss on relu11x11, Gram style loss on all six scales,
 alpha = 1, beta = 1e4, starting from the content image.
 
-Both sides are driven by the same optimizer: scipy.optimize.minimize(method="L-BFGS-B", bounds [0, 1],
-maxiter=ITERATIONS, ftol=gtol=0), so the optimizer's own cost is identical and what differs is the objective
-and its gradient:
+Both sides are driven by the same optimizer, convkit.style.lbfgs: scipy.optimize.minimize(method="L-BFGS-B",
+bounds [0, 1], ftol=gtol=0, restarted when the float32 line search stalls) for ITERATIONS iterations, so the
+optimizer's own cost is identical and what differs is the objective and its gradient:
 - convkit: convkit.style.StyleObjective (conv2d / relu / conv2d_backward_data / relu_backward and the Gram
   products through convkit's linear kernels; the small C x C matrices in numpy);
 - PyTorch: the same losses written the usual way (F.conv2d, relu, f @ f.T, autograd), float32, weights
@@ -80,12 +80,11 @@ class TorchObjective:
 
 
 def _lbfgs(fun, x0, iterations):
-    from scipy.optimize import Bounds, minimize
-
+    """The driver convkit.style uses (scipy L-BFGS-B, bounds [0, 1], restarted if the float32 line search
+    stalls), for both sides."""
     t = time.perf_counter()
-    res = minimize(fun, x0.astype(np.float64).reshape(-1), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
-                   options={"maxiter": iterations, "maxfun": 100 * iterations, "ftol": 0.0, "gtol": 0.0})
-    return res, time.perf_counter() - t
+    x, its, nfev, message = S.lbfgs(fun, x0, iterations)
+    return x, its, nfev, message, time.perf_counter() - t
 
 
 def problem(size, filters, seed=0):
@@ -105,11 +104,11 @@ def run_convkit(size, filters, iterations):
         total, g, _ = obj(xf.astype(np.float32).reshape(shape))
         return total, np.asarray(g, np.float64).reshape(-1)
 
-    res, secs = _lbfgs(fun, x0, iterations)
-    final = obj(res.x.astype(np.float32).reshape(shape), need_grad=False)[2]
+    x, its, nfev, message, secs = _lbfgs(fun, x0, iterations)
+    final = obj(x.astype(np.float32).reshape(shape), need_grad=False)[2]
     start = obj(x0, need_grad=False)[2]
-    return {"seconds": secs, "iterations": int(res.nit), "evaluations": int(res.nfev),
-            "ms_per_evaluation": 1e3 * secs / res.nfev, "start": _short(start), "final": _short(final),
+    return {"seconds": secs, "iterations": its, "evaluations": nfev, "message": message,
+            "ms_per_evaluation": 1e3 * secs / nfev, "start": _short(start), "final": _short(final),
             "gmac_per_evaluation": 2 * net.macs(size, size) / 1e9}
 
 
@@ -118,10 +117,9 @@ def run_torch(torch, size, filters, iterations):
     tobj = TorchObjective(torch, net, S._to_nchw(content, np.float32), S._to_nchw(style, np.float32), ALPHA, BETA,
                           net.content_layers, net.style_layers)
     x0 = S._to_nchw(content, np.float32)
-    res, secs = _lbfgs(lambda xf: tobj(xf, x0.shape), x0, iterations)
-    return {"seconds": secs, "iterations": int(res.nit), "evaluations": int(res.nfev),
-            "ms_per_evaluation": 1e3 * secs / res.nfev, "start": tobj.parts(x0),
-            "final": tobj.parts(res.x.reshape(x0.shape))}
+    x, its, nfev, message, secs = _lbfgs(lambda xf: tobj(xf, x0.shape), x0, iterations)
+    return {"seconds": secs, "iterations": its, "evaluations": nfev, "message": message,
+            "ms_per_evaluation": 1e3 * secs / nfev, "start": tobj.parts(x0), "final": tobj.parts(x.reshape(x0.shape))}
 
 
 def _short(parts):

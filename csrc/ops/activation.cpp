@@ -84,7 +84,8 @@ void relu_forward_cpu(const Tensor& x, const Tensor& y) {
     const scalar_t* xs = x.ptr<scalar_t>();
     scalar_t* ys = y.ptr<scalar_t>();
     parallel_for(x.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) ys[i] = xs[i] > scalar_t(0) ? xs[i] : scalar_t(0);
+      // !(x <= 0), not x > 0: NaN propagates (as np.maximum and torch.relu do), -0 gives +0
+      for (int64_t i = b; i < e; ++i) ys[i] = !(xs[i] <= scalar_t(0)) ? xs[i] : scalar_t(0);
     });
   });
 }

@@ -12,7 +12,8 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
 
 from . import _core  # noqa: E402
 from ._info import info  # noqa: E402
-from .device import DeviceArray, asarray, cuda_available, device_of, to_numpy  # noqa: E402
+from .device import (DeviceArray, asarray, cuda_available, device_of, empty, from_dlpack, synchronize,  # noqa: E402
+                     to_numpy, zeros, zeros_like)
 
 __version__ = _core.__version__
 
@@ -55,5 +56,6 @@ def get_cmake_dir() -> str:
     return _installed_dir("share", "cmake", "convkit")
 
 
-__all__ = ["DeviceArray", "asarray", "cuda_available", "device_of", "get_cmake_dir", "get_include",
-           "get_num_threads", "info", "set_num_threads", "to_numpy"]
+__all__ = ["DeviceArray", "asarray", "cuda_available", "device_of", "empty", "from_dlpack", "get_cmake_dir",
+           "get_include", "get_num_threads", "info", "set_num_threads", "synchronize", "to_numpy", "zeros",
+           "zeros_like"]

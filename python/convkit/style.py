@@ -55,7 +55,7 @@ from .device import DeviceArray, asarray, to_numpy
 __all__ = [
     "Backbone", "RandomFilterNet", "NetworkBackbone", "vgg19_backbone", "StyleObjective", "StyleResult",
     "gram_matrix", "content_loss", "style_layer_loss", "tv_loss", "style_transfer", "synthesize_texture",
-    "load_image", "save_image", "style_figure", "lecture_figure",
+    "load_image", "save_image", "style_figure", "lecture_figure", "lbfgs",
 ]
 
 
@@ -348,7 +348,7 @@ class RandomFilterNet(Backbone):
         self.layers = tuple(self.weights)
         self.style_layers = self.layers
         default = tuple(dict.fromkeys((self.layers[0], self.layers[len(self.layers) // 2])))
-        self.content_layers = tuple(content_layers) if content_layers else default
+        self.content_layers = _names(content_layers) if content_layers else default
         for ln in self.content_layers:
             if ln not in self.layers:
                 raise ValueError(f"{fn}: content layer {ln!r} is not one of {list(self.layers)}")
@@ -407,8 +407,8 @@ class NetworkBackbone(Backbone):
                 raise TypeError(f"{fn}: model must be a convkit.nn.Sequential (forward, backward, names), "
                                 f"got {type(model).__name__}")
         names = list(model.names)
-        self.content_layers = tuple(content_layers)
-        self.style_layers = tuple(style_layers)
+        self.content_layers = _names(content_layers)
+        self.style_layers = _names(style_layers)
         for ln in self.content_layers + self.style_layers:
             if ln not in names:
                 raise ValueError(f"{fn}: layer {ln!r} is not in the model; its layers are {names}")
@@ -451,7 +451,8 @@ def vgg19_backbone(weights=None, device: str = "cpu", dtype=np.float32, seed: in
     weights: a PyTorch state dict with torchvision's VGG-19 key names (features.0.weight, ...): a path to
     a file saved by torch.save (e.g. torchvision's vgg19-dcbb9e9d.pth), a dict of tensors or arrays, or a torch
     module; None keeps convkit's seeded random initialization (useful for tests, not for pictures).
-    The image is normalized with ImageNet's mean and std, as torchvision's weights expect.
+    The image is normalized with ImageNet's mean and std, as torchvision's weights expect. The pooling layers
+    stay max pooling (Gatys et al. swap in average pooling; convkit has no average-pooling kernel yet).
     """
     from . import models
 
@@ -466,6 +467,11 @@ def vgg19_backbone(weights=None, device: str = "cpu", dtype=np.float32, seed: in
 
 
 # ---- the objective --------------------------------------------------------------------------------
+
+def _names(layers) -> tuple:
+    """A layer name or a sequence of names as a tuple of names."""
+    return (layers,) if isinstance(layers, str) else tuple(layers)
+
 
 def _layer_weights(layers, weights, what: str) -> dict:
     if weights is None:
@@ -504,8 +510,8 @@ class StyleObjective:
         self.alpha = _F._float(alpha, fn, "alpha", 0.0)
         self.beta = _F._float(beta, fn, "beta", 0.0)
         self.tv_weight = _F._float(tv_weight, fn, "tv_weight", 0.0)
-        self.content_layers = tuple(content_layers) if content_layers is not None else tuple(backbone.content_layers)
-        self.style_layers = tuple(style_layers) if style_layers is not None else tuple(backbone.style_layers)
+        self.content_layers = _names(content_layers if content_layers is not None else backbone.content_layers)
+        self.style_layers = _names(style_layers if style_layers is not None else backbone.style_layers)
         for ln in self.content_layers + self.style_layers:
             if ln not in backbone.layers:
                 raise ValueError(f"{fn}: layer {ln!r} is not a layer of {backbone.name}; choose from "
@@ -637,6 +643,40 @@ def _initial(init, content_img, shape_hw, rng):
     return img
 
 
+def lbfgs(fun, x0, iterations: int, memory: int = 10, callback=None):
+    """Minimize fun(x) -> (loss, gradient) over x in [0, 1] for `iterations` L-BFGS iterations.
+
+    The driver both convkit's style transfer and the PyTorch comparison in benchmarks/bench_style.py use:
+    scipy.optimize.minimize(method="L-BFGS-B", bounds [0, 1], ftol = gtol = 0, so that only the iteration
+    budget stops it). In float32 the line search eventually fails to find a decrease it can distinguish from
+    rounding noise (scipy: ABNORMAL_TERMINATION_IN_LNSRCH); then the optimizer is restarted from the best point
+    with an empty memory, as long as that still makes progress. callback(iteration, x) after each iteration.
+    Returns (x, iterations done, function evaluations, scipy's last message)."""
+    from scipy.optimize import Bounds, minimize
+
+    x = np.asarray(x0, np.float64).reshape(-1).copy()
+    done = nfev = 0
+    message = ""
+    while done < iterations:
+        state = {"it": 0}
+
+        def cb(xk):
+            state["it"] += 1
+            if callback is not None:
+                callback(done + state["it"], xk)
+
+        res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0), callback=cb,
+                       options={"maxiter": iterations - done, "maxfun": 100 * iterations + 100, "maxcor": memory,
+                                "ftol": 0.0, "gtol": 0.0})
+        done += state["it"]
+        nfev += int(res.nfev)
+        message = str(res.message)
+        x = res.x
+        if state["it"] == 0 or res.status == 0:  # no progress at all, or converged / budget reached
+            break
+    return x, done, nfev, message
+
+
 def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: int, lr: float, progress: bool,
          snapshot_every: int, snapshot_dir, callback, lbfgs_memory: int) -> StyleResult:
     dt = objective.backbone.dtype
@@ -676,25 +716,13 @@ def _run(objective: StyleObjective, x0: np.ndarray, optimizer: str, iterations: 
     message = ""
     try:
         if optimizer == "lbfgs":
-            from scipy.optimize import Bounds, minimize
-
-            state = {"it": 0}
-
             def fun(xf):
                 loss, g = evaluate(xf.astype(dt, copy=False))
                 return loss, np.asarray(g, np.float64).reshape(-1)
 
-            def cb(xk):
-                state["it"] += 1
-                after_step(state["it"], xk)
-
-            res = minimize(fun, x0.astype(np.float64).reshape(-1), jac=True, method="L-BFGS-B",
-                           bounds=Bounds(0.0, 1.0), callback=cb,
-                           options={"maxiter": iterations, "maxfun": 100 * iterations + 100, "maxcor": lbfgs_memory,
-                                    "ftol": 0.0, "gtol": 0.0})
-            x = np.clip(res.x, 0.0, 1.0).astype(dt).reshape(shape)
-            its = state["it"]
-            message = str(res.message)
+            xf, its, _, message = lbfgs(fun, x0, iterations, memory=lbfgs_memory,
+                                        callback=lambda it, xk: after_step(it, xk))
+            x = np.clip(xf, 0.0, 1.0).astype(dt).reshape(shape)
         elif optimizer == "adam":
             b1, b2, eps = 0.9, 0.999, 1e-8
             x = x0.astype(np.float64)
@@ -875,6 +903,8 @@ def _cmd_style(args) -> int:
                            snapshot_every=args.snapshot_every, snapshot_dir=args.snapshot_dir)
         results.append(r)
         s0, s1 = r.start["style"], r.final["style"]
+        if r.iterations < args.iterations:
+            print(f"convkit style: stopped after {r.iterations} of {args.iterations} iterations: {r.message}")
         print(f"convkit style: {size[0]}x{size[1]}, alpha {0.0 if args.texture else args.alpha:g}, beta {beta:g}, "
               f"{r.optimizer}, {r.iterations} iterations ({r.evaluations} evaluations) in {r.seconds:.1f} s "
               f"on {backbone!r}")
