@@ -66,7 +66,21 @@ def test_objective_matches_reference(n, k, loss, targeted, scale, dt):
     # ulps of |z| (1e4 * 6e-8 = 6e-4); gradients (probabilities) are within 1e-6 absolute
     tol = 1e-12 if dt == np.float64 else 4e-7 * scale
     assert_close(v, rv, rtol=1e-6 if dt == np.float32 else 1e-12, atol=tol, name="J")
-    assert_close(g, rg, rtol=0, atol=1e-12 if dt == np.float64 else 1e-6, name="dJ/dz")
+    # relative too: tiny gradients of confident rows must be accurate, not just small
+    assert_close(g, rg, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-12 if dt == np.float64 else 1e-6,
+                 name="dJ/dz")
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_ce_gradient_of_a_confident_model_is_not_noise(targeted):
+    # z = (30, 0, 0): p = (1 - 2e, e, e) with e = exp(-30) / (1 + 2 exp(-30)) = 9.36e-14. In float32,
+    # p[0] rounds to 1 and the textbook p[0] - 1 is exactly 0; the gradient must still be
+    # s * (2e, -e, -e) (s = +1 targeted, -1 untargeted) to float32 relative precision.
+    z = np.array([[30.0, 0.0, 0.0]], np.float32)
+    e = np.exp(-30.0) / (1 + 2 * np.exp(-30.0))
+    s = 1.0 if targeted else -1.0
+    _, g = A.objective(z, np.array([0]), "ce", targeted)
+    assert_close(g, s * np.array([[2 * e, -e, -e]]), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("loss", A.LOSSES)

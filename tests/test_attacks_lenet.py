@@ -61,24 +61,30 @@ def test_fgsm_equals_torch_float64(lenet64, samples, torch_ref, loss, targeted, 
 
 
 @pytest.mark.torch
-def test_fgsm_equals_torch_float32(lenet, samples, torch_ref):
+def test_fgsm_float32_equals_float64_truth_and_torch(lenet, lenet64, samples, torch_ref):
     import torch
 
     x, y = samples
     x_adv, _ = A.fgsm(lenet, x, y, eps=0.1)
+    ty = torch.from_numpy(y)
+    # the truth: the same FGSM in float64 (torch autograd on the float64 copy)
+    g64 = torch_ref.input_grad(io.to_torch(lenet64), torch.from_numpy(x.astype(np.float64)), ty, "ce", False).numpy()
+    truth = np.clip(x.astype(np.float64) + 0.1 * np.sign(g64), 0, 1)
+    rel = np.abs(g64) / np.abs(g64).reshape(len(x), -1).max(1).reshape(-1, 1, 1, 1)
+    # convkit in float32 takes the float64 step everywhere except where the pixel's gradient is tiny
+    # next to the image's largest (its sign is then float32 noise); one float32 ulp at 1.0 (1.2e-7) is
+    # allowed because convkit rounds the eps box inward. Measured: 1 pixel of 392,000 flips (rel 4e-3).
+    flipped = np.abs(x_adv - truth) > 1.2e-7
+    assert flipped.sum() <= 5 and np.all(rel[flipped] < 2e-2)
+    # torch in float32 is the same attack up to its own noise: it computes d(-log p_c)/dz_c as p_c - 1,
+    # which is 0 or one ulp once the model is confident (1 - p_c < 6e-8: a tenth of these images), and
+    # then its whole input gradient for the image is rounding noise (|g| <= 1e-7 against max |g| = 4.5)
+    # and its FGSM moves those images at random. convkit computes 1 - p_c as the sum of the other p_j.
     tm = io.to_torch(lenet)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    want = torch_ref.fgsm(tm, tx, ty, 0.1).numpy()
-    g = torch_ref.input_grad(tm, tx, ty, "ce", False).numpy()
-    diff = np.abs(x_adv.astype(np.float64) - want)
-    # float32: a pixel may step the other way only where the gradient is at rounding level (its sign is
-    # noise): |g| <= 1e-6 max |g|. Everywhere else the images agree to one float32 ulp at 1.0 (1.2e-7;
-    # convkit rounds the eps box inward, torch rounds x + eps to nearest).
-    # (Measured: 0.56% of the pixels flip, all with |g| <= 7.3e-8 against max |g| = 4.5, most of them in
-    # one image classified with probability ~1, whose whole gradient is rounding noise.)
-    flipped = diff > 1.2e-7
-    assert np.all(np.abs(g[flipped]) <= 1e-6 * np.abs(g).max())
-    assert flipped.mean() < 0.02
+    want = torch_ref.fgsm(tm, torch.from_numpy(x), ty, 0.1).numpy()
+    g32 = torch_ref.input_grad(tm, torch.from_numpy(x), ty, "ce", False).numpy()
+    differ = np.abs(x_adv - want) > 1.2e-7
+    assert np.all(np.abs(g32[differ]) <= 1e-6 * np.abs(g32).max())
 
 
 @pytest.mark.torch
@@ -107,16 +113,35 @@ def test_pgd_first_steps_equal_torch_float64(lenet64, samples, torch_ref, norm, 
 
 # ---- robustness ------------------------------------------------------------------------------------
 
-def test_pgd_never_weaker_than_fgsm_and_accuracy_falls(lenet, samples):
-    x, y = samples
-    sw = A.robustness_sweep(lenet, x, y, A.DEFAULT_EPS)
+def _check_sweep(sw, fgsm_slack=0.0):
     fg, pg = sw.accuracy["fgsm"], sw.accuracy["pgd"]
     assert fg[0] == pg[0] == sw.clean_accuracy > 0.85
     for i in range(len(sw.eps)):
         assert pg[i] <= fg[i], f"PGD weaker than FGSM at eps={sw.eps[i]}: {pg[i]} > {fg[i]}"
-    for acc in (fg, pg):
-        assert all(a >= b for a, b in zip(acc, acc[1:])), f"accuracy not monotone over eps: {acc}"
-    assert pg[sw.eps.index(0.1)] < 0.2  # the lecture's point: a LeNet is fragile
+    assert all(a >= b for a, b in zip(pg, pg[1:])), f"PGD accuracy not monotone over eps: {pg}"
+    assert all(a >= b - fgsm_slack for a, b in zip(fg, fg[1:])), f"FGSM accuracy not monotone over eps: {fg}"
+    assert pg[sw.eps.index(0.1)] < 0.05  # the lecture's point: a LeNet is fragile
+
+
+def test_pgd_never_weaker_than_fgsm_and_accuracy_falls(lenet, samples):
+    x, y = samples
+    sw = A.robustness_sweep(lenet, x, y, A.DEFAULT_EPS)
+    # FGSM is one linear step: for a few images a larger eps overshoots the region where the step fools
+    # the model, so over 500 images its accuracy may rise by an image or two at large eps (measured:
+    # 0.004 at eps 0.2, 0.006 at 0.3). PGD, which re-linearizes, must fall monotonically.
+    _check_sweep(sw, fgsm_slack=2.0 / len(x))
+
+
+@pytest.mark.slow
+def test_robust_accuracy_table_on_the_test_set(lenet):
+    """The README's table: FGSM and PGD-10 at eps in {0, .01, .03, .05, .1, .2, .3} on all 10,000 images."""
+    try:
+        ds = data.load_fashion_mnist()
+    except ValueError:
+        pytest.skip("the Fashion-MNIST IDX files are not installed (Debian package dataset-fashion-mnist)")
+    sw = A.robustness_sweep(lenet, data.to_float(ds.x_test), ds.y_test, A.DEFAULT_EPS)
+    _check_sweep(sw)  # strictly monotone for both on the full test set
+    assert abs(sw.clean_accuracy - 0.9091) < 1e-3  # the shipped model's test accuracy
 
 
 @pytest.mark.slow

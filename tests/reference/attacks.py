@@ -31,7 +31,7 @@ def objective(z, classes, loss, targeted):
             value[i] = s * ls[i, c]
             p = np.exp(ls[i])                       # d log softmax(z)[c] / dz = onehot(c) - softmax(z)
             grad[i] = -s * p
-            grad[i, c] += s
+            grad[i, c] = s * sum(p[j] for j in range(len(p)) if j != c)   # 1 - p[c], exactly
         elif loss == "score":
             value[i] = s * z[i, c]
             grad[i, c] = s
