@@ -20,13 +20,16 @@ grows with the image size: the same alpha, beta and tv_weight work at 128x128 an
 image may have a different size from the content image. (Gatys et al.'s alpha/beta ratios such as 1e-3 refer to
 their unnormalized sums and do not carry over numerically.)
 
-Gradients: the Gram matrices, the losses and their gradients with respect to the features are computed with
-numpy on the host (float32 BLAS, or float64 for a float64 backbone); dE_l/dF_l = (G_l - A_l) F_l / (N_l^2 M_l)
-is one GEMM, G_l is one SYRK. The gradient then flows back through the network with convkit's kernels: a
-convkit Sequential via ``backward(None, grads_at={layer: g}, param_grads=False)``, the random-filter network
-via conv2d_backward_data and relu_backward. On CUDA the network runs on the device and the features make a
-host round trip each evaluation (copied to the host for the Gram/loss step, the feature gradients copied back);
-moving that step onto DeviceArray operations is left for later.
+Gradients: the two big products of the style loss, G_l = F_l F_l^T / M_l and the feature gradient
+dE_l/dF_l = (G_l - A_l) F_l / (N_l^2 M_l), run on convkit's own GEMM through the linear kernels
+(linear(F, F) and linear_backward_data(G - A, F)), where the features are; on the CPU G_l is formed in float64
+(see _gram2). The small [N_l, N_l] matrices, the loss values (accumulated in float64) and the content loss are
+numpy on the host. The gradient then flows back through the network with convkit's kernels: a convkit
+Sequential via ``backward(None, grads_at={layer: g}, param_grads=False)``, the random-filter network via
+conv2d_backward_data and relu_backward. On CUDA the network and the Gram products run on the device, and the
+rest is a host round trip each evaluation: the [N, N] matrices, the content layers' features (copied to the
+host for the content loss, their gradient copied back) and the scaling/summing of feature gradients; moving
+those onto DeviceArray operations is left for later.
 
 Backbones:
 - RandomFilterNet: after Ustyuzhaninov, Brendel, Gatys and Bethge, "What does it take to generate natural
@@ -179,8 +182,8 @@ def _as_image(x, name: str) -> np.ndarray:
 # the style loss run on convkit's own GEMM through the linear kernels, wherever the features are:
 #     F F^T          = linear(F, F)                       (x [C, M] times weight [C, M]^T)
 #     (G - A) F      = linear_backward_data(G - A, F)     (dy [C, C] times weight [C, M])
-# The small [C, C] matrices (G, A, G - A) and the loss values are numpy on the host. The content loss is
-# numpy on the host (on CUDA its layer's features make a host round trip).
+# The small [C, C] matrices (G, A, G - A) and the loss values are numpy on the host, accumulated in float64.
+# The content loss is numpy on the host (on CUDA its layer's features make a host round trip).
 
 def _flat(f, fn: str, name: str):
     if not isinstance(f, DeviceArray):
@@ -197,7 +200,14 @@ def _flat(f, fn: str, name: str):
 
 
 def _gram2(f2):
-    """G = F F^T / M (host numpy [C, C], float64) for F [C, M] on either device."""
+    """G = F F^T / M (host numpy [C, C], float64) for F [C, M] on either device.
+
+    On the CPU the product runs in float64 even for float32 features: G - A is a small difference of large
+    numbers once the optimization has matched most of the style, and float32 sums over M = H*W positions
+    leave rounding noise there that stalls L-BFGS's line search. This costs C^2 M float64 multiply-adds per
+    layer, little next to the convolutions. (On CUDA it stays in the features' dtype for now.)"""
+    if isinstance(f2, np.ndarray) and f2.dtype == np.float32:
+        f2 = f2.astype(np.float64)
     g = np.asarray(to_numpy(_F.linear(f2, f2)), dtype=np.float64)
     g /= f2.shape[1]
     return (g + g.T) * 0.5  # exactly symmetric (the GEMM's rounding may differ between (i, j) and (j, i))
@@ -211,7 +221,8 @@ def gram_matrix(features) -> np.ndarray:
 
 
 def _dot(a: np.ndarray) -> float:
-    a = a.reshape(-1)
+    """sum(a^2), accumulated in float64."""
+    a = a.reshape(-1).astype(np.float64, copy=False)
     return float(np.dot(a, a))
 
 
