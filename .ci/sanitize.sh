@@ -33,6 +33,11 @@ if [ ! -e "$LIBASAN" ] || [ "$LIBASAN" = "libasan.so" ]; then
   echo "error: $CXX -print-file-name=libasan.so found no libasan (install the compiler's ASan runtime)" >&2
   exit 1
 fi
+# libstdc++ is preloaded with libasan: python does not link it, and ASan's __cxa_throw interceptor
+# must find the real one at startup ("CHECK failed: ... real___cxa_throw") or the first C++
+# exception convkit throws aborts the process.
+LIBSTDCXX=$("$CXX" -print-file-name=libstdc++.so.6)
+PRELOAD="$LIBASAN $LIBSTDCXX"
 # allocator_may_return_null: a request far beyond memory returns NULL (-> std::bad_alloc / numpy
 # MemoryError, which the tests expect) instead of an ASan abort.
 ASAN_BASE="allocator_may_return_null=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
@@ -40,7 +45,7 @@ ASAN_BASE="$ASAN_BASE:log_path=$OUT/logs/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$OUT/logs/ubsan"
 
 # The tests must import the instrumented build, not another installed convkit.
-core=$(cd /tmp && LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" \
+core=$(cd /tmp && LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" \
        "$VPY" -c "import convkit._core as c; print(c.__file__)")
 case "$core" in
   "$OUT"/venv/*) echo "   instrumented core: $core" ;;
@@ -54,7 +59,7 @@ echo "   build: $((t1 - t0)) s"
 fail=0
 echo "== CPU test suite under ASan + UBSan (not slow)"
 # shellcheck disable=SC2086
-LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" CONVKIT_SANITIZED=1 \
+LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" CONVKIT_SANITIZED=1 \
   "$VPY" -m pytest -q -p no:cacheprovider -m "not slow" ${SANITIZE_PYTEST_ARGS:-tests} || fail=1
 t2=$(date +%s)
 echo "   tests: $((t2 - t1)) s"
