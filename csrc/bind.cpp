@@ -28,6 +28,7 @@ namespace py = pybind11;
 using namespace convkit;
 
 void bind_device_array(py::module_& m);  // device_array_bind.cpp
+void bind_elementwise(py::module_& m);   // elementwise_bind.cpp
 
 namespace {
 
@@ -369,4 +370,5 @@ PYBIND11_MODULE(_core, m) {
   bind_activation(m);
   bind_softmax(m);
   bind_gemm_test_hook(m);
+  bind_elementwise(m);
 }

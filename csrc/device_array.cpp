@@ -14,6 +14,7 @@ DeviceArray DeviceArray::empty(DType dtype, const std::vector<int64_t>& shape) {
   CONVKIT_CHECK(shape.size() <= static_cast<std::size_t>(kMaxDims), "DeviceArray: at most ", kMaxDims,
                 " dimensions, got ", shape.size());
   for (int64_t s : shape) CONVKIT_CHECK(s >= 0, "DeviceArray: negative dimension ", s);
+  cuda_require("DeviceArray");
   DeviceArray a;
   a.dtype = dtype;
   a.shape = shape;
@@ -25,7 +26,7 @@ DeviceArray DeviceArray::empty(DType dtype, const std::vector<int64_t>& shape) {
 
 DeviceArray DeviceArray::zeros(DType dtype, const std::vector<int64_t>& shape) {
   DeviceArray a = empty(dtype, shape);
-  cuda_memset_zero(a.data(), a.nbytes());
+  if (a.nbytes()) cuda_memset_zero(a.data(), a.nbytes());
   return a;
 }
 
@@ -40,6 +41,8 @@ Tensor DeviceArray::view() const {
 }
 
 DeviceArray DeviceArray::reshape(const std::vector<int64_t>& new_shape) const {
+  CONVKIT_CHECK(new_shape.size() <= static_cast<std::size_t>(kMaxDims), "reshape: at most ", kMaxDims,
+                " dimensions, got ", new_shape.size());
   std::vector<int64_t> s = new_shape;
   int infer = -1;
   int64_t known = 1;
@@ -63,5 +66,13 @@ DeviceArray DeviceArray::reshape(const std::vector<int64_t>& new_shape) const {
   v.shape = s;
   return v;
 }
+
+#ifndef CONVKIT_WITH_CUDA
+void cuda_require(const char* op) { throw_no_cuda(op); }
+void cuda_empty_cache() {}
+std::size_t cuda_cached_bytes() { return 0; }
+void cuda_stream_wait(void*) { throw_no_cuda("cuda_stream_wait"); }
+void cuda_raise_pending_errors() {}
+#endif
 
 }  // namespace convkit

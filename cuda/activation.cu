@@ -1,6 +1,6 @@
 // relu and dropout on CUDA (formulas in csrc/ops/activation.h). One thread per element, grid-stride
 // loop; arguments were checked by the dispatching entry points in csrc/ops/activation.cpp.
-#include "convkit/cuda_check.h"
+#include "common.cuh"
 #include "ops/activation.h"
 
 namespace convkit {
@@ -40,37 +40,38 @@ constexpr int kBlock = 256;
 }  // namespace
 
 void relu_forward_cuda(const Tensor& x, const Tensor& y) {
+  cuda_require("relu_forward");
   CONVKIT_DISPATCH_FLOAT(x.dtype, "relu_forward", [&] {
     int64_t n = x.numel();
-    relu_fwd_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x.ptr<scalar_t>(), y.ptr<scalar_t>(), n);
-    CONVKIT_LAUNCH_CHECK("relu_forward");
+    launch("relu_forward", relu_fwd_kernel<scalar_t>, grid_for(n, kBlock), kBlock, x.ptr<scalar_t>(),
+           y.ptr<scalar_t>(), n);
   });
 }
 
 void relu_backward_cuda(const Tensor& dy, const Tensor& y, const Tensor& dx) {
+  cuda_require("relu_backward");
   CONVKIT_DISPATCH_FLOAT(y.dtype, "relu_backward", [&] {
     int64_t n = y.numel();
-    relu_bwd_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, stream()>>>(dy.ptr<scalar_t>(), y.ptr<scalar_t>(),
-                                                                            dx.ptr<scalar_t>(), n);
-    CONVKIT_LAUNCH_CHECK("relu_backward");
+    launch("relu_backward", relu_bwd_kernel<scalar_t>, grid_for(n, kBlock), kBlock, dy.ptr<scalar_t>(),
+           y.ptr<scalar_t>(), dx.ptr<scalar_t>(), n);
   });
 }
 
 void dropout_forward_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double p, uint64_t seed) {
+  cuda_require("dropout_forward");
   CONVKIT_DISPATCH_FLOAT(x.dtype, "dropout_forward", [&] {
     int64_t n = x.numel();
-    dropout_fwd_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, stream()>>>(
-        x.ptr<scalar_t>(), y.ptr<scalar_t>(), mask.ptr<uint8_t>(), n, p, seed, scalar_t(1.0 / (1.0 - p)));
-    CONVKIT_LAUNCH_CHECK("dropout_forward");
+    launch("dropout_forward", dropout_fwd_kernel<scalar_t>, grid_for(n, kBlock), kBlock, x.ptr<scalar_t>(),
+           y.ptr<scalar_t>(), mask.ptr<uint8_t>(), n, p, seed, scalar_t(1.0 / (1.0 - p)));
   });
 }
 
 void dropout_backward_cuda(const Tensor& dy, const Tensor& mask, const Tensor& dx, double p) {
+  cuda_require("dropout_backward");
   CONVKIT_DISPATCH_FLOAT(dy.dtype, "dropout_backward", [&] {
     int64_t n = dy.numel();
-    dropout_bwd_kernel<scalar_t><<<grid_for(n, kBlock), kBlock, 0, stream()>>>(
-        dy.ptr<scalar_t>(), mask.ptr<uint8_t>(), dx.ptr<scalar_t>(), n, scalar_t(1.0 / (1.0 - p)));
-    CONVKIT_LAUNCH_CHECK("dropout_backward");
+    launch("dropout_backward", dropout_bwd_kernel<scalar_t>, grid_for(n, kBlock), kBlock, dy.ptr<scalar_t>(),
+           mask.ptr<uint8_t>(), dx.ptr<scalar_t>(), n, scalar_t(1.0 / (1.0 - p)));
   });
 }
 

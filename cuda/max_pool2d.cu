@@ -1,7 +1,129 @@
-// PLACEHOLDER: replaced by the real implementation before this lands on main.
-#include <stdexcept>
+// max_pool2d on CUDA (conventions in csrc/ops/max_pool2d.h: -inf padding, ceil_mode, int64 argmax as
+// row * W + col within the plane, ties to the first element in row-major window order).
+//
+// Forward: one thread per output element (n, c, oh, ow), ow fastest so a warp's loads and stores are
+// coalesced; the window is clamped to the image (padding is never chosen). A NaN in the window wins
+// (PyTorch's rule: max is NaN and its index is the last NaN).
+//
+// Backward, deterministic gather: one thread per input element (n, c, ih, iw) visits the output
+// windows that contain it, in increasing (oh, ow) order, and adds dy where the recorded argmax is this
+// element. No atomics, so the sum order is fixed (the same order a scatter over the outputs in
+// row-major order uses). Indices a user passes are only compared, never used to address memory, so a
+// corrupt index cannot write out of bounds (it just routes no gradient).
+#include "common.cuh"
 #include "ops/max_pool2d.h"
+
 namespace convkit {
-void max_pool2d_forward_cuda(const Tensor& x, const Tensor& y, const Tensor& idx, const Pool2dParams& p) { throw std::runtime_error("max_pool2d_forward_cuda: not implemented yet"); }
-void max_pool2d_backward_cuda(const Tensor& dy, const Tensor& idx, const Tensor& dx, const Pool2dParams& p) { throw std::runtime_error("max_pool2d_backward_cuda: not implemented yet"); }
+namespace {
+
+struct PoolShape {
+  int H, W, OH, OW, kh, kw, sh, sw, ph, pw;
+};
+
+template <class T>
+__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, int64_t total,
+                                    PoolShape s) {
+  const int ohw = s.OH * s.OW;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    const int64_t nc = i / ohw;
+    const int p = static_cast<int>(i - nc * ohw);
+    const int oh = p / s.OW, ow = p - oh * s.OW;
+    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+    const int hs = dmax(h0, 0), ws = dmax(w0, 0);
+    const int he = dmin(h0 + s.kh, s.H), we = dmin(w0 + s.kw, s.W);
+    const T* xp = x + nc * s.H * s.W;
+    if (hs >= he || ws >= we) {  // cannot happen for shapes the entry point accepts; never read outside
+      y[i] = T(-INFINITY);
+      idx[i] = -1;
+      continue;
+    }
+    int best_i = hs * s.W + ws;
+    T best = xp[best_i];
+    for (int ih = hs; ih < he; ++ih) {
+      const T* row = xp + ih * s.W;
+      for (int iw = ws; iw < we; ++iw) {
+        const T v = row[iw];
+        if (v > best || v != v) {
+          best = v;
+          best_i = ih * s.W + iw;
+        }
+      }
+    }
+    y[i] = best;
+    idx[i] = best_i;
+  }
 }
+
+template <class T>
+__global__ void max_pool_bwd_kernel(const T* __restrict__ dy, const int64_t* __restrict__ idx, T* __restrict__ dx,
+                                    int64_t total, PoolShape s) {
+  const int hw = s.H * s.W, ohw = s.OH * s.OW;
+  for (int64_t i = global_thread(); i < total; i += grid_threads()) {
+    const int64_t nc = i / hw;
+    const int p = static_cast<int>(i - nc * hw);
+    const int ih = p / s.W, iw = p - ih * s.W;
+    // windows oh with oh*sh - ph <= ih < oh*sh - ph + kh
+    const int hp = ih + s.ph, wp = iw + s.pw;
+    const int oh_lo = hp < s.kh ? 0 : (hp - s.kh) / s.sh + 1, oh_hi = dmin(hp / s.sh, s.OH - 1);
+    const int ow_lo = wp < s.kw ? 0 : (wp - s.kw) / s.sw + 1, ow_hi = dmin(wp / s.sw, s.OW - 1);
+    const int64_t base = nc * ohw;
+    T acc = T(0);
+    for (int oh = oh_lo; oh <= oh_hi; ++oh)
+      for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+        const int64_t o = base + oh * s.OW + ow;
+        if (idx[o] == p) acc += dy[o];
+      }
+    dx[i] = acc;
+  }
+}
+
+constexpr int kBlock = 256;
+
+PoolShape make_shape(const char* op, const Tensor& x, const Tensor& y, const Pool2dParams& p) {
+  auto i32 = [op](int64_t v, const char* what) {
+    check_fits_int32(v, op, what);
+    return static_cast<int>(v);
+  };
+  PoolShape s;
+  s.H = i32(x.shape[2], "height");
+  s.W = i32(x.shape[3], "width");
+  s.OH = i32(y.shape[2], "output height");
+  s.OW = i32(y.shape[3], "output width");
+  s.kh = i32(p.kernel_h, "kernel");
+  s.kw = i32(p.kernel_w, "kernel");
+  s.sh = i32(p.stride_h, "stride");
+  s.sw = i32(p.stride_w, "stride");
+  s.ph = i32(p.pad_h, "padding");
+  s.pw = i32(p.pad_w, "padding");
+  i32(checked_mul(x.shape[2], x.shape[3], op), "H*W");
+  i32(checked_mul(y.shape[2], y.shape[3], op), "OH*OW");
+  i32(x.shape[2] + 2 * p.pad_h + p.kernel_h + p.stride_h, "padded height");
+  i32(x.shape[3] + 2 * p.pad_w + p.kernel_w + p.stride_w, "padded width");
+  return s;
+}
+
+}  // namespace
+
+void max_pool2d_forward_cuda(const Tensor& x, const Tensor& y, const Tensor& idx, const Pool2dParams& p) {
+  const char* op = "max_pool2d_forward";
+  cuda_require(op);
+  PoolShape s = make_shape(op, x, y, p);
+  const int64_t total = y.numel();
+  CONVKIT_DISPATCH_FLOAT(x.dtype, op, [&] {
+    launch(op, max_pool_fwd_kernel<scalar_t>, grid_for(total, kBlock), kBlock, x.ptr<scalar_t>(), y.ptr<scalar_t>(),
+           idx.ptr<int64_t>(), total, s);
+  });
+}
+
+void max_pool2d_backward_cuda(const Tensor& dy, const Tensor& idx, const Tensor& dx, const Pool2dParams& p) {
+  const char* op = "max_pool2d_backward";
+  cuda_require(op);
+  PoolShape s = make_shape(op, dx, dy, p);
+  const int64_t total = dx.numel();
+  CONVKIT_DISPATCH_FLOAT(dy.dtype, op, [&] {
+    launch(op, max_pool_bwd_kernel<scalar_t>, grid_for(total, kBlock), kBlock, dy.ptr<scalar_t>(),
+           idx.ptr<int64_t>(), dx.ptr<scalar_t>(), total, s);
+  });
+}
+
+}  // namespace convkit

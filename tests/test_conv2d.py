@@ -256,7 +256,9 @@ def test_direct_declines_what_it_cannot_do():
 @pytest.mark.parametrize("case", [
     # name: x_shape, w_shape, stride, padding, dilation, groups
     ("lenet_conv1", (3, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, 1),
-    ("lenet_conv2", (2, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),
+    ("lenet_conv2", (2, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1),  # direct: channel-vectorized (OW = 10)
+    ("narrow_24_channels", (2, 3, 5, 7), (24, 3, 3, 3), 1, 1, 1, 1),  # 16 + 8 channels, 6 + 1 pixels
+    ("narrow_groups", (3, 4, 6, 3), (18, 2, 2, 3), 1, (0, 1), (2, 1), 2),
     ("alexnet_conv1_small", (2, 3, 35, 35), (8, 3, 11, 11), 4, 0, 1, 1),
     ("alexnet_conv2_small", (3, 8, 13, 13), (12, 4, 5, 5), 1, 2, 1, 2),
     ("1x1", (3, 6, 5, 7), (4, 6, 1, 1), 1, 0, 1, 1),

@@ -82,7 +82,8 @@ def test_corrupt_files(tmp_path, rng):
     assert_raises(FileNotFoundError, r"no such weights file", cio.load_npz, tmp_path / "none.npz")
     assert_raises(ValueError, r"unknown weights format '.pt'", cio.save, tmp_path / "w.pt", _state(rng))
     assert_raises(TypeError, r"expected a convkit.nn.Module or a mapping", cio.save_npz, tmp_path / "x.npz", 3)
-    assert_raises(TypeError, r"save_safetensors: x has dtype complex128, which safetensors cannot store", cio.save_safetensors,
+    assert_raises(TypeError, r"save_safetensors: x has dtype complex128, which safetensors cannot store",
+                  cio.save_safetensors,
                   tmp_path / "c.safetensors", {"x": np.ones(2, complex)})
 
 

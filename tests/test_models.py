@@ -278,8 +278,10 @@ def test_alexnet_gradients_finite_differences(rng):
         m(x)
         return m.backward(dy)
 
-    # eps 1e-4 on inputs of order 1 keeps the O(eps^2) error ~1e-8 and far from the ReLU/max kinks
-    check_gradients(fwd, bwd, [x], dy=dy, eps=1e-4, rtol=1e-5, max_points=6)
+    # eps 1e-6: a weight of conv1 touches every 55x55 position, and a larger step (1e-4 was tried) moves
+    # enough pre-activations across ReLU's kink or a max-pool switch to bias the difference by ~1%;
+    # float64 rounding of the loss (|L| ~ 0.1) costs only ~1e-17 / 1e-6 = 1e-11 at this eps
+    check_gradients(fwd, bwd, [x], dy=dy, eps=1e-6, rtol=1e-5, max_points=6)
     for name in ("conv1.weight", "conv4.weight", "conv5.bias", "fc6.weight", "fc8.weight"):
         p = params[name]
 
@@ -294,4 +296,4 @@ def test_alexnet_gradients_finite_differences(rng):
             m.backward(dy)
             return p.grad
 
-        check_gradients(fwd_p, bwd_p, [p.data.copy()], dy=dy, eps=1e-4, rtol=1e-5, max_points=4, names=[name])
+        check_gradients(fwd_p, bwd_p, [p.data.copy()], dy=dy, eps=1e-6, rtol=1e-5, max_points=4, names=[name])

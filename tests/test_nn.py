@@ -9,7 +9,6 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-import convkit
 import convkit.nn as nn
 from convkit.testing import assert_close, assert_raises, check_gradients
 from conftest import on
@@ -104,7 +103,8 @@ def test_bad_construction():
 
 def test_bad_input_is_clear(rng):
     m = small_net(np.float32)
-    assert_raises(ValueError, r"Conv2d: x must have 2 channels", m, rng.standard_normal((1, 3, 5, 7)).astype(np.float32))
+    assert_raises(ValueError, r"Conv2d: x must have 2 channels", m,
+                  rng.standard_normal((1, 3, 5, 7)).astype(np.float32))
     assert_raises(ValueError, r"Conv2d: x must have shape \[N, C, H, W\], got \[2, 5, 7\]", m,
                   np.ones((2, 5, 7), np.float32))
     assert_raises(TypeError, r"conv2d: weight has dtype float32 but x has float64", m, small_input(rng))
@@ -401,3 +401,22 @@ def test_cross_entropy_bad_input():
     assert_raises(ValueError, r"reduction must be one of", nn.cross_entropy, np.ones((2, 3)), [0, 1], "avg")
     assert_raises(ValueError, r"labels must lie in \[0, 3\)", nn.cross_entropy, np.ones((2, 3)), [0, 3])
     assert_raises(RuntimeError, r"call the loss on \(logits, labels\) first", nn.CrossEntropyLoss().backward)
+
+
+def test_normalize_layer(rng):
+    # (x - mean) / std per channel: channel 0: (1 - 0.5) / 2 = 0.25; channel 1: (1 - 1) / 4 = 0
+    norm = nn.Normalize([0.5, 1.0], [2.0, 4.0])
+    y = norm(np.ones((1, 2, 1, 1)))
+    assert y.ravel().tolist() == [0.25, 0.0]
+    # dx = dy / std
+    assert norm.backward(np.ones((1, 2, 1, 1))).ravel().tolist() == [0.5, 0.25]
+    assert nn.Normalize(0.5, 0.25)(np.ones((2, 3, 2, 2), np.float32)).dtype == np.float32
+    m = nn.Sequential(OrderedDict([("normalize", nn.Normalize([0.2, 0.4], [0.3, 0.5])),
+                                   ("conv", nn.Conv2d(2, 3, 3, rng=0, dtype=np.float64)),
+                                   ("flat", nn.Flatten())]))
+    x = rng.random((2, 2, 5, 5))
+    check_gradients(lambda x: m(x), lambda dy, x: (m(x), m.backward(dy))[1], [x])
+    torch, tm = _torch_twin(m)
+    assert_close(m(x), tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-13, atol=1e-14)
+    assert_raises(ValueError, r"Normalize: mean must be finite and std finite and > 0", nn.Normalize, 0.5, 0.0)
+    assert_raises(ValueError, r"Normalize: x has 3 channels but mean/std have 2", norm, np.ones((1, 3, 2, 2)))

@@ -5,8 +5,8 @@
 // Why: im2col + GEMM copies every input value KH*KW times into cols and the GEMM copies cols once
 // more into its packed panels, then does only OCg multiply-adds per copied value. With OCg = 6 (LeNet
 // conv1) the copies cost more than the arithmetic. The direct kernel reads a zero-padded copy of
-// the input rows (one copy, not KH*KW) straight from L1 and keeps an MO x 16-pixel output tile in
-// registers (see conv2d_direct_avx2.cpp).
+// the input rows (one copy, not KH*KW) straight from L1 and keeps an output tile in registers:
+// channels x 16 pixels, or for narrow outputs 16 channels x pixels (see conv2d_direct_avx2.cpp).
 //
 // Threads: tasks are (image, group, band of output rows); contiguous task ranges per thread. Each
 // task pads the input rows its band reads into the thread's scratch and writes its own outputs, so
@@ -20,8 +20,12 @@ namespace conv2d_detail {
 namespace {
 
 constexpr int kSlotPad = 4;                                  // scratch slot for the padded rows
+constexpr int kSlotPacked = 3;                               // the packed weights (channel-vectorized)
 constexpr std::size_t kMaxPadBytes = std::size_t(64) << 20;  // per task; beyond it, decline
-constexpr int64_t kMaxDirectOCg = 32;  // above this the GEMM path's copies are amortized (auto mode)
+// auto mode: above kMaxDirectOCg the GEMM path's copies are amortized; below kMinLaneFill of the
+// vector lanes doing useful work the GEMM path's denser tiles win.
+constexpr int64_t kMaxDirectOCg = 32;
+constexpr double kMinLaneFill = 0.6;
 
 bool have_kernel() {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -37,8 +41,12 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
                     bool forced) {
   if (x.dtype != DType::Float32 || p.stride_h != 1 || p.stride_w != 1 || !have_kernel()) return false;
   const Dims d = dims_of(x, w, y, p);
-  if (!forced && (d.OCg > kMaxDirectOCg || d.OW < 8)) return false;
 #if defined(__x86_64__) || defined(_M_X64)
+  // Pixel- or channel-vectorized kernel: whichever fills more vector lanes (ties: pixels).
+  const int64_t OW8 = (d.OW + 7) / 8 * 8, OCp = (d.OCg + 7) / 8 * 8;
+  const double fill_px = double(d.OW) / double(OW8), fill_oc = double(d.OCg) / double(OCp);
+  const bool by_channel = fill_oc > fill_px;
+  if (!forced && (d.OCg > kMaxDirectOCg || std::max(fill_px, fill_oc) < kMinLaneFill)) return false;
   const int64_t OW16 = (d.OW + 15) / 16 * 16;
   const int64_t Wp = OW16 + (d.KW - 1) * p.dil_w;  // >= W + 2 * pad_w (stride 1)
   const int64_t halo = (d.KH - 1) * p.dil_h;       // extra input rows a band of output rows reads
@@ -58,6 +66,18 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
   const float* ws = w.ptr<float>();
   const float* bs = b ? b->ptr<float>() : nullptr;
   float* ys = y.ptr<float>();
+  const int64_t CKK = d.Cg * d.KH * d.KW;
+  float* packed = nullptr;  // per group: weights [CKK, OCp], then the bias [OCp]
+  if (by_channel) {
+    if (double(d.G) * double(CKK + 1) * double(OCp) * sizeof(float) > double(kMaxPadBytes)) return false;
+    packed = workspace_as<float>(static_cast<std::size_t>(d.G * (CKK + 1) * OCp), kSlotPacked);
+    for (int64_t g = 0; g < d.G; ++g) {
+      float* wt = packed + g * (CKK + 1) * OCp;
+      for (int64_t k = 0; k < CKK; ++k)
+        for (int64_t o = 0; o < OCp; ++o) wt[k * OCp + o] = o < d.OCg ? ws[(g * d.OCg + o) * CKK + k] : 0.0f;
+      for (int64_t o = 0; o < OCp; ++o) wt[CKK * OCp + o] = bs && o < d.OCg ? bs[g * d.OCg + o] : 0.0f;
+    }
+  }
   const int64_t tasks = groups_total * bands;
   run_threads(nt, [&](int t, int T) {
     const int64_t chunk = (tasks + T - 1) / T, t0 = t * chunk, t1 = std::min(tasks, t0 + chunk);
@@ -90,7 +110,16 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
       a.y = ys + (n * d.OC + g * d.OCg) * d.OH * d.OW;
       a.Cg = d.Cg, a.OCg = d.OCg, a.KH = d.KH, a.KW = d.KW, a.dh = p.dil_h, a.dw = p.dil_w;
       a.OH = d.OH, a.OW = d.OW;
-      conv2d_direct_rows_avx2(a, i0, i1);
+      if (by_channel) {
+        a.wt = packed + g * (CKK + 1) * OCp;
+        a.bt = a.wt + CKK * OCp;
+        a.OCp = OCp;
+        conv2d_direct_rows_oc_avx2(a, i0, i1);
+      } else {
+        a.wt = a.bt = nullptr;
+        a.OCp = 0;
+        conv2d_direct_rows_avx2(a, i0, i1);
+      }
     }
   });
   return true;

@@ -4,10 +4,16 @@
 // one entry point declared in conv2d_impl.h in an anonymous namespace and uses no inline library
 // templates, so no AVX-encoded copy can be merged with code that runs on a plain x86-64.
 //
-// Tile: MO output channels x NV vectors of 8 output pixels of one output row, MO * NV <= 12
-// accumulators. Per kernel tap (c, p, q): NV unaligned loads of the padded input row, then per
-// output channel one broadcast of w[o, c, p, q] and NV FMAs. Each output is its bias plus the taps
-// in (c, p, q) order: the same operations whatever the thread count or the tile it falls in.
+// Two tilings, each keeping <= 12 ymm accumulators (two FMA pipes of latency 4-5 need ~10 in flight):
+//   pixel-vectorized  MO output channels x NV vectors of 8 output pixels of one row (MO * NV <= 12).
+//                     Per kernel tap (c, p, q): NV unaligned loads of the padded input row, then per
+//                     channel one broadcast of w[o, c, p, q] and NV FMAs. Wastes lanes when OW is
+//                     not a multiple of 8 (LeNet conv2: OW = 10 fills 10 of 16 lanes).
+//   channel-vectorized  NV vectors of 8 output channels x NP pixels (NV * NP <= 12), from weights
+//                     packed [c, p, q, o]. Per tap: NV weight loads, per pixel one broadcast of the
+//                     input and NV FMAs. Wastes lanes when OCg is not a multiple of 8.
+// Each output is its bias plus the taps in (c, p, q) order: the same operations whatever the thread
+// count or the tile it falls in.
 #include <immintrin.h>
 
 #include "ops/conv2d_direct.h"
@@ -75,6 +81,74 @@ inline void row_block(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
   }
 }
 
+// Channel-vectorized tile: channels [ob, ob + 8 * NV) (vectors of the packed weights/bias), pixels
+// [j0, j0 + NP) of output row i. Per tap: NV weight vector loads, then per pixel one broadcast of
+// the input value and NV FMAs.
+template <int NV, int NP>
+inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t j0) {
+  __m256 acc[NV][NP];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const __m256 init = _mm256_loadu_ps(a.bt + ob + 8 * v);
+#pragma GCC unroll 12
+    for (int j = 0; j < NP; ++j) acc[v][j] = init;
+  }
+  const float* wt = a.wt + ob;
+  for (int64_t c = 0; c < a.Cg; ++c) {
+    for (int64_t p = 0; p < a.KH; ++p) {
+      const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + j0;
+      const float* wr = wt + (c * a.KH + p) * a.KW * a.OCp;
+      for (int64_t q = 0; q < a.KW; ++q) {
+        __m256 wv[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) wv[v] = _mm256_loadu_ps(wr + q * a.OCp + 8 * v);
+        const float* xq = xr + q * a.dw;
+#pragma GCC unroll 12
+        for (int j = 0; j < NP; ++j) {
+          const __m256 xb = _mm256_broadcast_ss(xq + j);
+#pragma GCC unroll 2
+          for (int v = 0; v < NV; ++v) acc[v][j] = _mm256_fmadd_ps(wv[v], xb, acc[v][j]);
+        }
+      }
+    }
+  }
+  // Scatter: lane k of acc[v][j] is y[ob + 8v + k, i, j0 + j].
+  const int64_t plane = a.OH * a.OW;
+  float* yb = a.y + i * a.OW + j0;
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    alignas(32) float lanes[NP][8];
+#pragma GCC unroll 12
+    for (int j = 0; j < NP; ++j) _mm256_store_ps(lanes[j], acc[v][j]);
+    const int64_t o0 = ob + 8 * v, kn = min64(8, a.OCg - o0);
+    for (int64_t k = 0; k < kn; ++k) {
+      float* yr = yb + (o0 + k) * plane;
+#pragma GCC unroll 12
+      for (int j = 0; j < NP; ++j) yr[j] = lanes[j][k];
+    }
+  }
+}
+
+template <int NV, int NPMAX>
+inline void row_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
+  int64_t j0 = 0;
+  for (; j0 + NPMAX <= a.OW; j0 += NPMAX) tile_oc<NV, NPMAX>(a, ri, i, ob, j0);
+  switch (a.OW - j0) {  // the row's last pixels
+    case 11: if constexpr (NPMAX > 11) tile_oc<NV, 11>(a, ri, i, ob, j0); break;
+    case 10: if constexpr (NPMAX > 10) tile_oc<NV, 10>(a, ri, i, ob, j0); break;
+    case 9: if constexpr (NPMAX > 9) tile_oc<NV, 9>(a, ri, i, ob, j0); break;
+    case 8: if constexpr (NPMAX > 8) tile_oc<NV, 8>(a, ri, i, ob, j0); break;
+    case 7: if constexpr (NPMAX > 7) tile_oc<NV, 7>(a, ri, i, ob, j0); break;
+    case 6: if constexpr (NPMAX > 6) tile_oc<NV, 6>(a, ri, i, ob, j0); break;
+    case 5: tile_oc<NV, 5>(a, ri, i, ob, j0); break;
+    case 4: tile_oc<NV, 4>(a, ri, i, ob, j0); break;
+    case 3: tile_oc<NV, 3>(a, ri, i, ob, j0); break;
+    case 2: tile_oc<NV, 2>(a, ri, i, ob, j0); break;
+    case 1: tile_oc<NV, 1>(a, ri, i, ob, j0); break;
+    default: break;
+  }
+}
+
 }  // namespace
 
 namespace convkit {
@@ -93,6 +167,15 @@ void conv2d_direct_rows_avx2(const DirectRows& a, int64_t i0, int64_t i1) {
       case 1: row_block<1>(a, ri, i, ob); break;
       default: break;
     }
+  }
+}
+
+void conv2d_direct_rows_oc_avx2(const DirectRows& a, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t ri = i - a.row0;
+    int64_t ob = 0;
+    for (; ob + 16 <= a.OCp; ob += 16) row_oc<2, 6>(a, ri, i, ob);
+    if (ob < a.OCp) row_oc<1, 12>(a, ri, i, ob);  // the last 8 channels
   }
 }
 

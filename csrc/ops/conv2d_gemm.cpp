@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
-#include <vector>
 
 #include "convkit/parallel.h"
 #include "gemm/gemm.h"
@@ -45,10 +44,19 @@ struct Geometry {
   bool direct;         // 1x1, stride 1, no padding: cols is x itself
   int64_t band_rows;   // output rows per band
   double macs;         // multiply-adds of the whole call
-  // For each kernel column q: the output columns [jlo[q], jhi[q]) whose input column
-  // v = j*sw - pw + q*dw is inside the image (the rest read padding).
-  std::vector<int64_t> jlo, jhi;
 };
+
+// For kernel column q: the output columns [*lo, *hi) whose input column v = j*sw - pw + q*dw is
+// inside the image (the others read padding); lo == hi when none is.
+inline void col_range(const Geometry& g, int64_t q, int64_t* lo, int64_t* hi) {
+  const Dims& d = g.d;
+  const int64_t off = q * g.p.dil_w - g.p.pad_w, sw = g.p.stride_w;  // v = j*sw + off
+  int64_t l = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  int64_t h = d.W - 1 - off < 0 ? 0 : (d.W - 1 - off) / sw + 1;
+  l = std::min(l, d.OW);
+  *lo = l;
+  *hi = std::clamp(h, l, d.OW);
+}
 
 bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p, std::size_t elem,
                    Geometry* out) {
@@ -65,16 +73,6 @@ bool make_geometry(const Tensor& x, const Tensor& w, const Tensor& y, const Conv
     const double row_bytes = double(g.K) * double(d.OW) * double(elem);  // cols of one output row
     if (row_bytes > double(kMaxColsBytes)) return false;
     g.band_rows = std::clamp<int64_t>(int64_t(double(kBandBytes) / row_bytes), 1, d.OH);
-    g.jlo.resize(d.KW);
-    g.jhi.resize(d.KW);
-    for (int64_t q = 0; q < d.KW; ++q) {
-      const int64_t off = q * p.dil_w - p.pad_w;  // v = j*sw + off
-      int64_t lo = off >= 0 ? 0 : (-off + p.stride_w - 1) / p.stride_w;
-      int64_t hi = d.W - 1 - off < 0 ? 0 : (d.W - 1 - off) / p.stride_w + 1;
-      lo = std::min(lo, d.OW);
-      hi = std::clamp(hi, lo, d.OW);
-      g.jlo[q] = lo, g.jhi[q] = hi;
-    }
   }
   return true;
 }
@@ -117,7 +115,9 @@ void im2col_rows(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols,
   const bool block = sw == 1 && g.p.stride_h == 1 && OW == W;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t c = r / (d.KH * d.KW), kp = r / d.KW % d.KH, kq = r % d.KW;
-    const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+    const int64_t off = kq * g.p.dil_w - g.p.pad_w;
+    int64_t lo, hi;
+    col_range(g, kq, &lo, &hi);
     const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;  // h = i * stride_h + hoff
     const T* xc = x + c * d.H * W;
     T* row = cols + r * ld;
@@ -178,7 +178,9 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
       T* dxc = dx + c * d.H * d.W;
       for (int64_t r = c * KK; r < (c + 1) * KK; ++r) {
         const int64_t kp = r / d.KW % d.KH, kq = r % d.KW;
-        const int64_t off = kq * g.p.dil_w - g.p.pad_w, lo = g.jlo[kq], hi = g.jhi[kq];
+        const int64_t off = kq * g.p.dil_w - g.p.pad_w;
+        int64_t lo, hi;
+        col_range(g, kq, &lo, &hi);
         const T* src = dcols + r * ld;
         for (int64_t i = i0; i < i1; ++i, src += d.OW) {
           const int64_t h = i * g.p.stride_h - g.p.pad_h + kp * g.p.dil_h;
@@ -342,18 +344,21 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
-  std::vector<char> used(nt, 0);
+  int team = 0;  // threads the region really got (OpenMP may give fewer than asked)
   if (n_split > 0) {
     run_threads(nt, [&](int t, int T_) {
+      if (t == 0) team = T_;
       const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
       if (b0 >= e0) return;
       T* dst = t == 0 ? dws : partials + (t - 1) * wsize;
       T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
       for (int64_t n = b0; n < e0; ++n) backward_weight_image(g, xs, gs, dst, n, n == b0, cols, 1);
-      used[t] = 1;
     });
   }
-  bool dw_written = !used.empty() && used[0];
+  // Threads [1, used) wrote a partial; thread 0 wrote dw whenever n_split > 0 (its chunk is not empty).
+  const int64_t chunk = team > 0 ? (n_split + team - 1) / team : 1;
+  const int used = team > 0 ? static_cast<int>(std::min<int64_t>(team, (n_split + chunk - 1) / chunk)) : 0;
+  bool dw_written = n_split > 0;
   if (n_split < g.d.N) {
     T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
     for (int64_t n = n_split; n < g.d.N; ++n) {
@@ -361,13 +366,9 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
       dw_written = true;
     }
   }
-  // With n_split > 0 thread 0 always has images (chunk >= 1), so dw is written by now.
-  bool any_partial = false;
-  for (int t = 1; t < nt; ++t) any_partial = any_partial || used[t];
-  if (any_partial) {
-    maybe_parallel(wsize, 0, [&](int64_t e0, int64_t e1) {
-      for (int t = 1; t < nt; ++t) {
-        if (!used[t]) continue;
+  if (used > 1) {
+    maybe_parallel(wsize, nt, [&](int64_t e0, int64_t e1) {
+      for (int t = 1; t < used; ++t) {
         const T* src = partials + (t - 1) * wsize;
         for (int64_t e = e0; e < e1; ++e) dws[e] += src[e];
       }

@@ -12,7 +12,8 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
 
 from . import _core  # noqa: E402
 from ._info import info  # noqa: E402
-from .device import DeviceArray, asarray, cuda_available, device_of, to_numpy  # noqa: E402
+from .device import (DeviceArray, asarray, cuda_available, device_of, empty, from_dlpack, synchronize,  # noqa: E402
+                     to_numpy, zeros, zeros_like)
 
 __version__ = _core.__version__
 
@@ -31,5 +32,30 @@ def get_num_threads() -> int:
     return _core.num_threads()
 
 
-__all__ = ["DeviceArray", "asarray", "cuda_available", "device_of", "get_num_threads", "info",
-           "set_num_threads", "to_numpy"]
+def _installed_dir(*parts: str) -> str:
+    """A directory that the build installs into the package (next to _core), e.g. ("include",)."""
+    from pathlib import Path
+    for root in (Path(__file__).parent, Path(_core.__file__).parent):  # editable installs: next to _core
+        d = root.joinpath(*parts)
+        if d.is_dir():
+            return str(d)
+    raise RuntimeError(f"convkit: {'/'.join(parts)} is missing from this installation ({Path(__file__).parent}); "
+                       f"reinstall convkit with pip")
+
+
+def get_include() -> str:
+    """The directory with convkit's C++ headers (convkit/tensor.h, convkit/extension.h, ...), for
+    building extension modules; see examples/custom_op."""
+    return _installed_dir("include")
+
+
+def get_cmake_dir() -> str:
+    """The directory with convkitConfig.cmake: ``cmake -Dconvkit_DIR=$(python -c "import convkit;
+    print(convkit.get_cmake_dir())")`` makes ``find_package(convkit CONFIG)`` find the convkit::headers
+    target."""
+    return _installed_dir("share", "cmake", "convkit")
+
+
+__all__ = ["DeviceArray", "asarray", "cuda_available", "device_of", "empty", "from_dlpack", "get_cmake_dir",
+           "get_include", "get_num_threads", "info", "set_num_threads", "synchronize", "to_numpy", "zeros",
+           "zeros_like"]

@@ -38,9 +38,12 @@ def _add_bench(sub):
 
 from .summary import add_cli as _add_summary  # noqa: E402
 from .train import add_cli as _add_train  # noqa: E402
+from .analysis.report import add_cli as _add_analyze  # noqa: E402
 
 # Each entry adds one subcommand to the parser; other modules append theirs here.
-_COMMANDS = [_add_info, _add_bench, _add_train, _add_summary]
+_COMMANDS = [_add_info, _add_bench, _add_train, _add_summary, _add_analyze]
+_COMMANDS.append(lambda sub: __import__("convkit.attacks.cli", fromlist=["_"]).add_parser(sub))  # convkit attack
+_COMMANDS.append(lambda sub: __import__("convkit.style", fromlist=["_add_cli"])._add_cli(sub))  # convkit style
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,11 +125,18 @@ def write_idx(path, array: np.ndarray, compress: bool | None = None) -> None:
     _atomic_write(path, gzip.compress(data, mtime=0) if compress else data)
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -214,6 +221,7 @@ def download(url: str, dest, sha256: str | None = None, content_sha256: str | No
             if sha256_of(content) != content_sha256.lower():
                 raise DataError(f"download of {url}: SHA-256 of the content mismatch (got {sha256_of(content)}, "
                                 f"expected {content_sha256}); the file was discarded")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -335,6 +343,9 @@ def load_samples():
         return f["images"].copy(), f["labels"].astype(np.int64)
 
 
+sample_images = load_samples  # alias
+
+
 def write_samples(path=SAMPLES, n: int = 500, dataset: Dataset | None = None) -> Path:
     """Write the first n Fashion-MNIST test images and labels as the shipped samples (uint8 npz)."""
     ds = dataset or load_fashion_mnist()
@@ -386,4 +397,4 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 
 __all__ = ["DataError", "Dataset", "FASHION_MNIST_CLASSES", "batches", "download", "download_fashion_mnist",
            "find_dataset", "load_digits", "load_fashion_mnist", "load_idx_dataset", "load_mnist", "load_samples",
-           "parse_idx", "read_idx", "to_float", "write_idx"]
+           "parse_idx", "read_idx", "sample_images", "to_float", "write_idx", "write_samples"]

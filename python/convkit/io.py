@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .device import DeviceArray, to_numpy
-from .nn import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU, Sequential
+from .nn import (Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, Normalize, ReLU,
+                 Sequential)
 
 META_KEY = "__meta__"
 
@@ -50,6 +51,12 @@ def _state_of(obj) -> "OrderedDict[str, np.ndarray]":
     raise TypeError(f"expected a convkit.nn.Module or a mapping of name -> array, got {type(obj).__name__}")
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write data to path through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
@@ -60,6 +67,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -280,6 +288,21 @@ def load_torch_state_dict(model: Module, source, strict: bool = True) -> Module:
     return model
 
 
+def _torch_normalize(torch, m: Normalize):
+    class Normalize(torch.nn.Module):
+        """(x - mean[c]) / std[c]; mean and std are non-persistent buffers (not in the state dict)."""
+
+        def __init__(self, mean, std):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+        def forward(self, x):
+            return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    return Normalize(m.mean, m.std)
+
+
 def to_torch(model: Module):
     """A torch.nn.Sequential equivalent to a convkit Sequential (same layer names, a copy of the
     weights, same dtype, train/eval mode copied). Needs torch; for cross-checks and baselines."""
@@ -305,6 +328,8 @@ def to_torch(model: Module):
             t = torch.nn.Dropout(m.p)
         elif isinstance(m, Flatten):
             t = torch.nn.Flatten()
+        elif isinstance(m, Normalize):
+            t = _torch_normalize(torch, m)
         elif isinstance(m, Sequential):
             t = to_torch(m)
         else:

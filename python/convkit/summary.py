@@ -81,7 +81,8 @@ class Summary:
         widths = [max(len(str(x[i])) for x in [head, total] + body) for i in range(len(head))]
 
         def fmt(cells):
-            return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths)))
 
         sep = "-" * len(fmt(head))
         shape = "x".join(str(s) for s in self.input_shape[1:])
@@ -115,7 +116,8 @@ def summary(model: Module, input_shape, name: str | None = None) -> Summary:
         raise TypeError(f"summary: model must be a convkit.nn.Module, got {type(model).__name__}")
     if not isinstance(input_shape, (tuple, list)) or not all(
             isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in input_shape):
-        raise ValueError(f"summary: input_shape must be a tuple of positive ints like (3, 227, 227), got {input_shape!r}")
+        raise ValueError(f"summary: input_shape must be a tuple of positive ints like (3, 227, 227), "
+                         f"got {input_shape!r}")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 3:
         shape = (1,) + shape

@@ -237,6 +237,11 @@ def train(model_name: str = "lenet5", dataset: str = "fashion-mnist", out=None, 
 __all__ = ["History", "TrainConfig", "evaluate", "fit", "load_dataset", "plot_history", "train"]
 
 
+def _mean_std(ds: D.Dataset) -> list:
+    x = ds.x_train.astype(np.float64) / 255.0
+    return [float(x.mean()), float(x.std())]
+
+
 # ---- the `convkit train` command ------------------------------------------------------------------
 
 def _cmd_train(args) -> int:
@@ -251,15 +256,24 @@ def _cmd_train(args) -> int:
         kwargs["width"] = args.width
     if args.dropout:
         kwargs["dropout"] = args.dropout
+    if args.normalize:
+        kwargs["normalize"] = [models.FASHION_MNIST_MEAN, models.FASHION_MNIST_STD] if args.dataset == "fashion-mnist" \
+            else _mean_std(load_dataset(args.dataset, args.data))
     out = Path(args.out)
 
+    try:
+        from tqdm.auto import tqdm
+        write = tqdm.write  # prints above an active progress bar
+    except ImportError:
+        write = print
+
     def report(r):
-        print(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f}  train acc {100 * r['train_accuracy']:.2f}%  "
+        write(f"epoch {r['epoch']:3d}  train loss {r['train_loss']:.4f}  train acc {100 * r['train_accuracy']:.2f}%  "
               f"test loss {r['test_loss']:.4f}  test acc {100 * r['test_accuracy']:.2f}%  lr {r['lr']:.2e}  "
-              f"{r['seconds']:.1f} s", file=sys.stderr if args.quiet else sys.stdout, flush=True)
+              f"{r['seconds']:.1f} s", file=sys.stdout)
 
     _, hist = train(args.model, args.dataset, out=out, data_path=args.data, download=args.download,
-                    progress=not args.no_progress, on_epoch=None if args.quiet else report,
+                    progress=not args.no_progress, on_epoch=report,
                     epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                     weight_decay=args.weight_decay, schedule=args.schedule, augment=args.augment, seed=args.seed,
                     model_kwargs=kwargs, device=args.device)
@@ -288,10 +302,12 @@ def add_cli(sub) -> None:
     p.add_argument("--augment", action="store_true", help="random horizontal flips")
     p.add_argument("--width", type=float, default=1.0, help="scale LeNet-5's layer widths (wider variant)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout after the hidden FC layers")
+    p.add_argument("--normalize", action="store_true",
+                   help="standardize inputs inside the network (a first Normalize layer with the training set's "
+                        "mean and std; the network still takes [0, 1] pixels)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds initialization, batch order, dropout")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--quiet", action="store_true", help="per-epoch lines to stderr")
     p.set_defaults(func=_cmd_train)

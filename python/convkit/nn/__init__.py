@@ -10,10 +10,10 @@ Arrays are numpy on the CPU and convkit.DeviceArray on CUDA (``model.to("cuda")`
 computation is a convkit.functional kernel.
 """
 from .container import Sequential
-from .layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU
+from .layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Normalize, ReLU
 from .loss import CrossEntropyLoss, cross_entropy
 from .module import Module, Parameter, as_generator, is_grad_enabled, manual_seed, no_grad
 
 __all__ = ["Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "LocalResponseNorm", "MaxPool2d",
-           "Module", "Parameter", "ReLU", "Sequential", "as_generator", "cross_entropy", "is_grad_enabled",
+           "Module", "Normalize", "Parameter", "ReLU", "Sequential", "as_generator", "cross_entropy", "is_grad_enabled",
            "manual_seed", "no_grad"]

@@ -1,16 +1,16 @@
 """The few elementwise helpers the Python layer needs, on numpy arrays and DeviceArray.
 
 Layer arithmetic runs in convkit.functional's kernels; this module only accumulates gradients and
-does optimizer updates. numpy arrays are updated in place. DeviceArray uses its own operators and
-fused update ops when the build provides them (branch `cuda`), and otherwise a host round trip,
-which is correct but slow: every DeviceArray path goes through the functions below, so switching to
-the device ops is a change here and nowhere else.
+does optimizer updates. numpy arrays are updated in place. DeviceArray uses its own operators when
+the build provides them (branch `cuda`), and otherwise a host round trip, which is correct but slow.
+The optimizer updates use convkit.device.sgd_update / adam_update (one fused kernel, CPU and CUDA)
+when present, else numpy in place. Every such path goes through the functions below.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from .. import device as _device
 from ..device import DeviceArray
 
 
@@ -48,6 +48,19 @@ def add(a, b):
     return DeviceArray.from_numpy(np.ascontiguousarray(a.to_numpy() + _host(b)))
 
 
+def affine_channels(x, scale: np.ndarray, shift: np.ndarray):
+    """y[n, c, ...] = x[n, c, ...] * scale[c] + shift[c] (new array on x's device, x's dtype)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    s = scale.astype(x.dtype).reshape(shape)
+    b = shift.astype(x.dtype).reshape(shape)
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x * s + b)
+    if hasattr(DeviceArray, "__mul__"):
+        return x * DeviceArray.from_numpy(np.ascontiguousarray(np.broadcast_to(s, x.shape))) + \
+            DeviceArray.from_numpy(np.ascontiguousarray(np.broadcast_to(b, x.shape)))
+    return DeviceArray.from_numpy(np.ascontiguousarray(x.to_numpy() * s + b))
+
+
 def full_like_rows(like, n: int, value: float):
     """A 1-D array of n copies of value, with like's dtype and device."""
     a = np.full(n, value, dtype=like.dtype)
@@ -70,9 +83,10 @@ def sgd_update(p, g, buf, lr: float, momentum: float, dampening: float, nesterov
         p <- p - lr * g
     buf (same shape as p, or None when momentum == 0) is updated in place.
     """
-    fused = getattr(_core, "sgd_update", None)
-    if fused is not None and isinstance(p, DeviceArray):  # pragma: no cover - needs the cuda branch
-        fused(p, g, buf, lr, momentum, dampening, nesterov, weight_decay, first)
+    fused = getattr(_device, "sgd_update", None)
+    if fused is not None:  # the fused kernel (numpy and DeviceArray), once the build has it
+        fused(p, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+              nesterov=nesterov, first_step=first)
         return
     dev = isinstance(p, DeviceArray)
     P, G = _host(p), _host(g)
@@ -101,9 +115,10 @@ def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, w
         m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     """
-    fused = getattr(_core, "adam_update", None)
-    if fused is not None and isinstance(p, DeviceArray):  # pragma: no cover - needs the cuda branch
-        fused(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled)
+    fused = getattr(_device, "adam_update", None)
+    if fused is not None:  # the fused kernel (numpy and DeviceArray), once the build has it
+        fused(p, g, m, v, lr=lr, step=step, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+              decoupled=decoupled)
         return
     dev = isinstance(p, DeviceArray)
     P, G, M, V = _host(p), _host(g), _host(m), _host(v)

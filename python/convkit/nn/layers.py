@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import functional as F
 from ..device import DeviceArray
+from . import _arith
 from .module import Module, Parameter, as_generator, is_grad_enabled
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -333,3 +334,51 @@ class Flatten(Module):
     def output_shape(self, input_shape):
         input_shape = tuple(int(s) for s in input_shape)
         return (input_shape[0], math.prod(input_shape[1:]))  # exact for any size (no int64 wrap)
+
+
+class Normalize(Module):
+    """Per-channel input standardization y = (x - mean[c]) / std[c] (no parameters): puts the
+    preprocessing inside the network, so the network takes images in their pixel range ([0, 1])
+    and attacks and saliency see pixel units. mean/std: one number or one per channel."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        sizes = (self.mean.size, self.std.size)
+        if self.mean.ndim != 1 or self.std.ndim != 1 or (sizes[0] != sizes[1] and 1 not in sizes):
+            raise ValueError(f"Normalize: mean and std must be numbers or equal-length sequences, "
+                             f"got {mean!r}, {std!r}")
+        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
+            raise ValueError(f"Normalize: mean must be finite and std finite and > 0, got {mean!r}, {std!r}")
+        self.mean, self.std = np.broadcast_arrays(self.mean, self.std)
+        self.mean, self.std = self.mean.copy(), self.std.copy()
+        self._cache = None
+
+    def _channels(self, x_shape, fn):
+        c = x_shape[1] if len(x_shape) > 1 else 0
+        if self.mean.size not in (1, c):
+            raise ValueError(f"Normalize: x has {c} channels but mean/std have {self.mean.size}")
+        return (np.broadcast_to(self.mean, (c,)), np.broadcast_to(self.std, (c,)))
+
+    def forward(self, x):
+        F.check_array(x, "Normalize", "x")
+        if x.ndim < 2:
+            raise ValueError(f"Normalize: x must be [N, C, ...], got shape {list(x.shape)}")
+        mean, std = self._channels(x.shape, "forward")
+        self._cache = "ok" if is_grad_enabled() else None
+        return _arith.affine_channels(x, 1.0 / std, -mean / std)
+
+    def backward(self, dy, param_grads: bool = True, input_grad: bool = True):
+        if self._cache is None:
+            self._need_cache("forward pass")
+        if not input_grad:
+            return None
+        _, std = self._channels(dy.shape, "backward")
+        return _arith.affine_channels(dy, 1.0 / std, np.zeros_like(std))
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def extra_repr(self):
+        return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
