@@ -16,7 +16,6 @@ OUT=${SANITIZE_DIR:-$ROOT/build/sanitize}
 PY=${PYTHON:-python3}
 CXX=${CXX:-g++}
 mkdir -p "$OUT"
-rm -rf "$OUT/logs" && mkdir -p "$OUT/logs"
 t0=$(date +%s)
 
 echo "== sanitizer build (ASan + UBSan, CPU only) into $OUT"
@@ -33,14 +32,22 @@ if [ ! -e "$LIBASAN" ] || [ "$LIBASAN" = "libasan.so" ]; then
   echo "error: $CXX -print-file-name=libasan.so found no libasan (install the compiler's ASan runtime)" >&2
   exit 1
 fi
+# libstdc++ is preloaded with libasan: python does not link it, and ASan's __cxa_throw interceptor
+# must find the real one at startup ("CHECK failed: ... real___cxa_throw") or the first C++
+# exception convkit throws aborts the process.
+LIBSTDCXX=$("$CXX" -print-file-name=libstdc++.so.6)
+PRELOAD="$LIBASAN $LIBSTDCXX"
 # allocator_may_return_null: a request far beyond memory returns NULL (-> std::bad_alloc / numpy
 # MemoryError, which the tests expect) instead of an ASan abort.
 ASAN_BASE="allocator_may_return_null=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
-ASAN_BASE="$ASAN_BASE:log_path=$OUT/logs/asan"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$OUT/logs/ubsan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+# Reports go to stderr. pytest runs with --capture=sys so that what the C++ side writes to file
+# descriptor 2 reaches the log even when the process aborts mid-test; the log is then searched.
+REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|AddressSanitizer: CHECK failed'
+
 
 # The tests must import the instrumented build, not another installed convkit.
-core=$(cd /tmp && LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" \
+core=$(cd /tmp && LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" \
        "$VPY" -c "import convkit._core as c; print(c.__file__)")
 case "$core" in
   "$OUT"/venv/*) echo "   instrumented core: $core" ;;
@@ -53,9 +60,14 @@ echo "   build: $((t1 - t0)) s"
 
 fail=0
 echo "== CPU test suite under ASan + UBSan (not slow)"
+set +e
 # shellcheck disable=SC2086
-LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" CONVKIT_SANITIZED=1 \
-  "$VPY" -m pytest -q -p no:cacheprovider -m "not slow" ${SANITIZE_PYTEST_ARGS:-tests} || fail=1
+LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="detect_leaks=0:$ASAN_BASE" CONVKIT_SANITIZED=1 \
+  "$VPY" -m pytest -q -p no:cacheprovider --capture=sys -m "not slow" ${SANITIZE_PYTEST_ARGS:-tests} 2>&1 \
+  | tee "$OUT/pytest.log"
+st=${PIPESTATUS[0]}
+set -e
+[ "$st" = 0 ] || fail=1
 t2=$(date +%s)
 echo "   tests: $((t2 - t1)) s"
 
@@ -79,13 +91,17 @@ for s in $srcs; do
 done
 # shellcheck disable=SC2086
 "$CXX" $flags .ci/leak_check.cpp "${objs[@]}" -o "$OUT/leak/leak_check"
-ASAN_OPTIONS="detect_leaks=1:$ASAN_BASE" "$OUT/leak/leak_check" || fail=1
+set +e
+ASAN_OPTIONS="detect_leaks=1:$ASAN_BASE" "$OUT/leak/leak_check" 2>&1 | tee "$OUT/leak.log"
+st=${PIPESTATUS[0]}
+set -e
+[ "$st" = 0 ] || fail=1
 t3=$(date +%s)
 echo "   leak check: $((t3 - t2)) s"
 
-if compgen -G "$OUT/logs/*" >/dev/null; then
-  echo "== sanitizer reports:" >&2
-  for f in "$OUT"/logs/*; do echo "--- $f" >&2; cat "$f" >&2; done
+if grep -En "$REPORT" "$OUT/pytest.log" "$OUT/leak.log" >/dev/null; then
+  echo "== sanitizer reports found:" >&2
+  grep -En -A3 "$REPORT" "$OUT/pytest.log" "$OUT/leak.log" | head -100 >&2
   fail=1
 fi
 echo "== sanitizer job: $((t3 - t0)) s in total, $([ $fail = 0 ] && echo 'no reports' || echo FAILED)"

@@ -62,6 +62,10 @@ std::pair<py::object, Tensor> new_array(Device device, DType dtype, const std::v
     Tensor t = d.view();
     return {py::cast(std::move(d)), t};
   }
+  // Checked before numpy sees the shape: pybind11 computes the strides in signed 64-bit arithmetic,
+  // which overflows (undefined behaviour) for claimed shapes like [1, 1, 2^41, 2^41].
+  int64_t bytes = static_cast<int64_t>(dtype_size(dtype));
+  for (int64_t d : shape) bytes = checked_mul(bytes, d, "output array (bytes)");
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
   py::array a(numpy_dtype(dtype), s);
   Tensor t;
