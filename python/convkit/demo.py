@@ -179,6 +179,20 @@ def sec_neighbors(ctx: Context) -> Section:
                     "precision_at_10": {"pixels": p_pix, "features": p_feat}})
 
 
+def _one_openmp_thread():
+    """scikit-learn's Barnes-Hut t-SNE runs its gradient on every OpenMP thread whatever n_jobs says; on a busy
+    2-core machine that made 200 points take 30-45 s instead of 1 s (measured). One thread is plenty here."""
+    import contextlib
+
+    from .analysis import embed
+    try:
+        embed.tsne_backend()  # loads the t-SNE library first: threadpoolctl only limits libraries already loaded
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="openmp")
+
+
 def sec_embeddings(ctx: Context) -> Section:
     from .analysis import embed, neighbors, plots
 
@@ -197,14 +211,16 @@ def sec_embeddings(ctx: Context) -> Section:
             (os.path.basename(plots.plot_embedding(pp, ye, ctx.path("pca_pixels.png"), ctx.names,
                                                    "PCA of raw pixels", f"2-D 5-NN accuracy {acc['pca_pixels']:.3f}")),
              "PCA of the pixels")]
-    tf = embed.tsne(fe, seed=ctx.seed, max_iter=c["tsne_iter"])
+    with _one_openmp_thread():
+        tf = embed.tsne(fe, seed=ctx.seed, max_iter=c["tsne_iter"])
     acc["tsne_features"] = neighbors.knn_accuracy(tf, ye, 5)
     figs.append((os.path.basename(plots.plot_embedding(tf, ye, ctx.path("tsne_features.png"), ctx.names,
                                                        f"t-SNE of {k['layer']} features",
                                                        f"2-D 5-NN accuracy {acc['tsne_features']:.3f}")),
                  "t-SNE of the features"))
     if c["tsne_pixels"]:
-        tp = embed.tsne(pe, seed=ctx.seed, max_iter=c["tsne_iter"])
+        with _one_openmp_thread():
+            tp = embed.tsne(pe, seed=ctx.seed, max_iter=c["tsne_iter"])
         acc["tsne_pixels"] = neighbors.knn_accuracy(tp, ye, 5)
         figs.append((os.path.basename(plots.plot_embedding(tp, ye, ctx.path("tsne_pixels.png"), ctx.names,
                                                            "t-SNE of raw pixels",
@@ -409,7 +425,7 @@ def train_model(ctx: Context, data: str, progress) -> Section:
 _CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:1.5em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
 margin-top:2em}.meta{color:#666}figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
-figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
+figure img{max-width:100%;max-height:520px;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
 .notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}"""
@@ -585,8 +601,10 @@ def _cmd_demo(args) -> int:
         print("convkit demo: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as e:  # one line, no traceback, unless --debug
-        if args.debug:
-            raise
+        if args.debug:  # the whole traceback (cli.main would reduce a re-raised error to one line again)
+            import traceback
+            traceback.print_exc()
+            return 1
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "" if isinstance(e, DemoError) else f"{type(e).__name__}: "
         print(f"convkit demo: error: {where}{msg} (nothing was written; --debug shows the traceback)",
