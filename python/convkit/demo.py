@@ -40,11 +40,12 @@ class DemoError(Exception):
 QUICK = dict(n_ret=500, n_query=5, n_emb=200, tsne_pixels=False, tsne_iter=500, thumbnails=False, n_att=4,
              n_fool=2, fool_steps=100, n_fgsm=500, fgsm_eps=0.1, sweep_eps=(0.03, 0.1), sweep_attacks=("fgsm",),
              n_patch=8, patch_size=8, patch_steps=50, style_size=64, style_iterations=25, style_scales=(3, 5, 7, 11),
-             style_filters=16, train_images=6000)
+             style_filters=16, train_images=12000, train_lr=3e-3, train_batch=32)
 FULL = dict(n_ret=2000, n_query=6, n_emb=1000, tsne_pixels=True, tsne_iter=1000, thumbnails=True, n_att=6,
             n_fool=5, fool_steps=100, n_fgsm=2000, fgsm_eps=0.1, sweep_eps=(0.0, 0.01, 0.03, 0.05, 0.1, 0.2),
             sweep_attacks=("fgsm", "pgd"), n_patch=32, patch_size=8, patch_steps=100, style_size=96,
-            style_iterations=60, style_scales=(3, 5, 7, 11, 15), style_filters=24, train_images=60000)
+            style_iterations=60, style_scales=(3, 5, 7, 11, 15), style_filters=24, train_images=60000,
+            train_lr=2e-3, train_batch=64)
 STYLE_CONTENT, STYLE_STYLE = "skimage:chelsea", "skimage:brick"
 
 
@@ -231,7 +232,9 @@ def sec_embeddings(ctx: Context) -> Section:
                                                        ctx.path("tsne_thumbnails.png"),
                                                        "t-SNE of the features as a map of the images")),
                      "the t-SNE map drawn with the images themselves"))
-    rows = "".join(f"<tr><td>{_e(key.replace('_', ' of '))}</td><td>{v:.3f}</td></tr>" for key, v in acc.items())
+    label = {"pca": "PCA", "tsne": "t-SNE"}
+    rows = "".join(f"<tr><td>{label[key.split('_')[0]]} of {key.split('_')[1]}</td><td>{v:.3f}</td></tr>"
+                   for key, v in acc.items())
     text = (f"{len(idx)} images mapped to 2-D. How well a map keeps the classes apart: the accuracy of a 5-nearest-"
             f"neighbour classifier in the 2-D map (leave-one-out).")
     return Section("embeddings", "4. PCA and t-SNE maps", text, figs,
@@ -408,12 +411,15 @@ def train_model(ctx: Context, data: str, progress) -> Section:
     sub = Dataset(ds.x_train[:n], ds.y_train[:n], ds.x_test, ds.y_test, ds.classes, ds.source)
     kwargs = dict(getattr(models.lenet5_fashion_mnist(), "meta", {}).get("model_kwargs", {}))
     model = models.lenet5(**kwargs, seed=ctx.seed)
-    cfg = TrainConfig(epochs=1, seed=ctx.seed, model_kwargs=kwargs, device=ctx.device)
+    c = ctx.cfg
+    cfg = TrainConfig(epochs=1, lr=c["train_lr"], batch_size=c["train_batch"], seed=ctx.seed, model_kwargs=kwargs,
+                      device=ctx.device)
     if ctx.device != "cpu":
         model.to(ctx.device)
     hist = fit(model, sub, cfg, out=None, progress=bool(progress))
     ctx.model, ctx.model_desc = model.eval(), f"a LeNet-5 trained just now (1 epoch on {n} images)"
-    text = (f"A fresh LeNet-5 trained for one epoch (Adam, lr 1e-3, cosine schedule) on {n} Fashion-MNIST training "
+    text = (f"A fresh LeNet-5 trained for one epoch (Adam, lr {cfg.lr:g}, batch {cfg.batch_size}, cosine schedule) "
+            f"on {n} Fashion-MNIST training "
             f"images in {hist.seconds:.1f} s: test accuracy <b>{hist.test_accuracy:.4f}</b> on the 10,000 test "
             f"images. The sections below use it instead of the shipped network.")
     return Section("train", "0. Training", text, [], {"images": n, "epochs": 1, "test_accuracy": hist.test_accuracy,
@@ -424,8 +430,8 @@ def train_model(ctx: Context, data: str, progress) -> Section:
 
 _CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:1.5em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
-margin-top:2em}.meta{color:#666}figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
-figure img{max-width:100%;max-height:520px;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
+margin-top:2em}.meta{color:#666}figure{display:inline-block;margin:.5em 1.5% .5em 0;vertical-align:top;max-width:48%}
+figure.wide{max-width:100%}figure img{max-width:100%;max-height:560px;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
 .notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}"""
@@ -441,6 +447,9 @@ m.setAttribute('data-broken',JSON.stringify(b));m.setAttribute('data-errors',JSO
 document.body.appendChild(m);});"""
 
 
+_WIDE = {"neighbors.png", "fooling_all_targets.png", "style.png"}  # shown at full width, the rest two per row
+
+
 def render_html(report: dict, sections: list) -> str:
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -454,7 +463,9 @@ def render_html(report: dict, sections: list) -> str:
     for s in sections:
         parts.append(f"<section id='{s.key}'><h2>{_e(s.title)}</h2><p>{s.text}</p>{s.table}")
         for f, cap in s.figures:
-            parts.append(f"<figure><img src='{_e(f)}' alt='{_e(cap)}'><figcaption>{_e(cap)}</figcaption></figure>")
+            cls = " class='wide'" if f in _WIDE else ""
+            parts.append(f"<figure{cls}><img src='{_e(f)}' alt='{_e(cap)}'><figcaption>{_e(cap)}</figcaption>"
+                         f"</figure>")
         parts.append(f"<p class='time'>{s.seconds:.1f} s</p></section>")
     parts.append("</body></html>")
     return "\n".join(parts)
