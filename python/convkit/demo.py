@@ -434,7 +434,7 @@ margin-top:2em}.meta{color:#666}figure{display:inline-block;margin:.5em 1.5% .5e
 figure.wide{max-width:100%}figure img{max-width:100%;max-height:560px;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
-.notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}"""
+.glance{float:right;margin:0 0 1em 1.5em}.notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}"""
 
 # Records, after the page has loaded, which images failed to render and any script or resource error, in a
 # hidden element (read by the headless-browser test through chromium --dump-dom).
@@ -450,6 +450,23 @@ document.body.appendChild(m);});"""
 _WIDE = {"neighbors.png", "fooling_all_targets.png", "style.png"}  # shown at full width, the rest two per row
 
 
+def _glance(report: dict) -> str:
+    """The headline numbers as one small table at the top of the page."""
+    h = report["headline"]
+    p = h["precision_at_10"]
+    st = {r["label"]: r for r in h["style"]}
+    rows = [("accuracy of the network", f"{h['accuracy']:.3f}"),
+            ("precision@10, pixels vs features", f"{p['pixels']:.3f} vs {p['features']:.3f}"),
+            ("2-D 5-NN accuracy on the t-SNE map", ", ".join(f"{k} {v:.3f}" for k, v in h["tsne_knn5_accuracy"].items())),
+            ("fooling images: success (targeted)", f"{h['fooling_success_rate']:.3f}"),
+            ("FGSM: success / accuracy left", f"{h['fgsm_success_rate']:.3f} / {h['fgsm_robust_accuracy']:.3f}"),
+            ("patch attack: success", f"{h['patch_success_rate']:.3f}"),
+            ("style loss, more weight to style", "{:.3g} -> {:.3g}".format(
+                st["more weight to style"]["style_loss_start"], st["more weight to style"]["style_loss_end"]))]
+    body = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in rows)
+    return f"<table class='glance'><tr><th>at a glance</th><th></th></tr>{body}</table>"
+
+
 def render_html(report: dict, sections: list) -> str:
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -458,6 +475,7 @@ def render_html(report: dict, sections: list) -> str:
              f"<p class='meta'>{_e(report['model'])} on {_e(report['data'])}; device {_e(report['device'])}"
              f"{' (--quick)' if report['quick'] else ''}; convkit {_e(report['convkit_version'])}; "
              f"{report['seconds_total']:.1f} s in all. Numbers: <a href='report.json'>report.json</a>.</p>",
+             _glance(report),
              "<nav><ol>" + "".join(f"<li><a href='#{s.key}'>{_e(s.title.split('. ', 1)[-1])}</a></li>"
                                    for s in sections) + "</ol></nav>"]
     for s in sections:
