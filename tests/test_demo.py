@@ -157,6 +157,14 @@ def test_out_not_empty_needs_force(tmp_path, capsys):
     assert os.listdir(d) == ["keep.txt"] and os.listdir(tmp_path) == ["r"]
 
 
+def test_out_is_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("x")
+    assert cli.main(["demo", "--quick", "--no-progress", "--force", "--out", "."]) == 1
+    assert "current folder" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["mine.txt"]
+
+
 def test_bad_data_path(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--no-progress", "--data", str(tmp_path / "nowhere"),
                      "--out", str(tmp_path / "r")]) == 1

@@ -505,6 +505,8 @@ def _prepare_out(out: Path, force: bool):
     """Check --out; return (temporary folder next to it, parent folders this call created)."""
     if out.exists() and not out.is_dir():
         raise DemoError(f"--out {out} is a file; give a folder (it is created)")
+    if out.is_dir() and out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise DemoError(f"--out {out} is the current folder or one above it; give a new folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise DemoError(f"--out {out} exists and is not empty; choose another folder or pass --force to replace it")
     parent = out.absolute().parent
