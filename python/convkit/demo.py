@@ -264,7 +264,7 @@ def sec_attribution(ctx: Context) -> Section:
 def sec_fooling(ctx: Context) -> Section:
     from .attacks import every_target, fooling_images, plots
 
-    c, k = ctx.cfg, ctx.cache
+    c = ctx.cfg
     idx = ctx.correct(c["n_fool"])
     x, lab, tgt = every_target(ctx.x[idx], ctx.y[idx], len(ctx.names))
     x_adv, res = fooling_images(ctx.attack_model(), x, tgt, steps=c["fool_steps"], step_size=0.2, labels=lab)
@@ -431,10 +431,12 @@ def train_model(ctx: Context, data: str, progress) -> Section:
 _CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:1.5em auto;
 padding:0 1em;color:#222;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
 margin-top:2em}.meta{color:#666}figure{display:inline-block;margin:.5em 1.5% .5em 0;vertical-align:top;max-width:48%}
-figure.wide{max-width:100%}figure img{max-width:100%;max-height:560px;border:1px solid #eee}figcaption{font-size:.9em;color:#555;max-width:40em}
+figure.wide{max-width:100%}figure img{max-width:100%;max-height:560px;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555;max-width:40em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.total{font-weight:bold}
-.glance{float:right;margin:0 0 1em 1.5em}.notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}code{background:#f4f4f4;padding:0 .2em}"""
+.glance{float:right;margin:0 0 1em 1.5em}.notes{font-size:.88em;color:#555}.time{color:#888;font-size:.85em}
+code{background:#f4f4f4;padding:0 .2em}"""
 
 # Records, after the page has loaded, which images failed to render and any script or resource error, in a
 # hidden element (read by the headless-browser test through chromium --dump-dom).
@@ -457,7 +459,8 @@ def _glance(report: dict) -> str:
     st = {r["label"]: r for r in h["style"]}
     rows = [("accuracy of the network", f"{h['accuracy']:.3f}"),
             ("precision@10, pixels vs features", f"{p['pixels']:.3f} vs {p['features']:.3f}"),
-            ("2-D 5-NN accuracy on the t-SNE map", ", ".join(f"{k} {v:.3f}" for k, v in h["tsne_knn5_accuracy"].items())),
+            ("2-D 5-NN accuracy on the t-SNE map",
+             ", ".join(f"{k} {v:.3f}" for k, v in h["tsne_knn5_accuracy"].items())),
             ("fooling images: success (targeted)", f"{h['fooling_success_rate']:.3f}"),
             ("FGSM: success / accuracy left", f"{h['fgsm_success_rate']:.3f} / {h['fgsm_robust_accuracy']:.3f}"),
             ("patch attack: success", f"{h['patch_success_rate']:.3f}"),
