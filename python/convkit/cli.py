@@ -44,6 +44,7 @@ from .analysis.report import add_cli as _add_analyze  # noqa: E402
 _COMMANDS = [_add_info, _add_bench, _add_train, _add_summary, _add_analyze]
 _COMMANDS.append(lambda sub: __import__("convkit.attacks.cli", fromlist=["_"]).add_parser(sub))  # convkit attack
 _COMMANDS.append(lambda sub: __import__("convkit.style", fromlist=["_add_cli"])._add_cli(sub))  # convkit style
+_COMMANDS.append(lambda sub: __import__("convkit.demo", fromlist=["add_cli"]).add_cli(sub))  # convkit demo
 
 
 def build_parser() -> argparse.ArgumentParser:
