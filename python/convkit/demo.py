@@ -180,20 +180,6 @@ def sec_neighbors(ctx: Context) -> Section:
                     "precision_at_10": {"pixels": p_pix, "features": p_feat}})
 
 
-def _one_openmp_thread():
-    """scikit-learn's Barnes-Hut t-SNE runs its gradient on every OpenMP thread whatever n_jobs says; on a busy
-    2-core machine that made 200 points take 30-45 s instead of 1 s (measured). One thread is plenty here."""
-    import contextlib
-
-    from .analysis import embed
-    try:
-        embed.tsne_backend()  # loads the t-SNE library first: threadpoolctl only limits libraries already loaded
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="openmp")
-
-
 def sec_embeddings(ctx: Context) -> Section:
     from .analysis import embed, neighbors, plots
 
@@ -212,16 +198,14 @@ def sec_embeddings(ctx: Context) -> Section:
             (os.path.basename(plots.plot_embedding(pp, ye, ctx.path("pca_pixels.png"), ctx.names,
                                                    "PCA of raw pixels", f"2-D 5-NN accuracy {acc['pca_pixels']:.3f}")),
              "PCA of the pixels")]
-    with _one_openmp_thread():
-        tf = embed.tsne(fe, seed=ctx.seed, max_iter=c["tsne_iter"])
+    tf = embed.tsne(fe, seed=ctx.seed, max_iter=c["tsne_iter"])  # one OpenMP thread (n_jobs=1)
     acc["tsne_features"] = neighbors.knn_accuracy(tf, ye, 5)
     figs.append((os.path.basename(plots.plot_embedding(tf, ye, ctx.path("tsne_features.png"), ctx.names,
                                                        f"t-SNE of {k['layer']} features",
                                                        f"2-D 5-NN accuracy {acc['tsne_features']:.3f}")),
                  "t-SNE of the features"))
     if c["tsne_pixels"]:
-        with _one_openmp_thread():
-            tp = embed.tsne(pe, seed=ctx.seed, max_iter=c["tsne_iter"])
+        tp = embed.tsne(pe, seed=ctx.seed, max_iter=c["tsne_iter"])
         acc["tsne_pixels"] = neighbors.knn_accuracy(tp, ye, 5)
         figs.append((os.path.basename(plots.plot_embedding(tp, ye, ctx.path("tsne_pixels.png"), ctx.names,
                                                            "t-SNE of raw pixels",
