@@ -355,6 +355,11 @@ void bind_gemm_test_hook(py::module_& m) {
     });
   }, arg("trans_a"), arg("trans_b"), arg("M"), arg("N"), arg("K"), arg("alpha"), arg("A"), arg("lda"), arg("B"),
      arg("ldb"), arg("beta"), arg("C"), arg("ldc"), arg("threads") = 0);
+  m.def("_fma_peak", [](int threads, int64_t iters) {
+    py::gil_scoped_release nogil;
+    return fma_peak_gflops(threads, iters);
+  }, arg("threads") = 0, arg("iters") = 10000000,
+     "Bench hook: measured FP32 FMA throughput (GFLOP/s) on `threads` threads (see gemm.h).");
 }
 
 }  // namespace

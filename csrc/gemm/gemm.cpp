@@ -27,6 +27,7 @@
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -484,6 +485,77 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
   else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
   else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
+namespace {
+
+// Portable probe: 12 chains of 16-byte vectors (SSE2 on baseline x86-64).
+float sfma_probe_portable(int64_t iters, int* lanes) {
+  constexpr int W = 4;
+  *lanes = W;
+#if defined(__GNUC__)
+  using V = Vec16<float>::type;
+  V acc[12];
+  const float seed = 1.0f / float(iters + 3);
+  for (int i = 0; i < 12; ++i) acc[i] = V{} + seed * float(i + 1);
+  const V m = V{} + 0.999999f, a = V{} + 1e-7f;
+  for (int64_t k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) acc[i] = acc[i] * m + a;
+  V s = acc[0];
+  for (int i = 1; i < 12; ++i) s += acc[i];
+  return s[0] + s[1] + s[2] + s[3];
+#else
+  float acc[12][W];
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < W; ++l) acc[i][l] = 1.0f / float(iters + 3 + i);
+  for (int64_t k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i)
+      for (int l = 0; l < W; ++l) acc[i][l] = acc[i][l] * 0.999999f + 1e-7f;
+  float s = 0.0f;
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < W; ++l) s += acc[i][l];
+  return s;
+#endif
+}
+
+float sfma_probe(int64_t iters, int* lanes) {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (cpu_isa()) {
+    case Isa::Avx512: *lanes = 16; return gemm_detail::sfma_probe_avx512(iters);
+    case Isa::Avx2: *lanes = 8; return gemm_detail::sfma_probe_avx2(iters);
+    case Isa::Generic: break;
+  }
+#endif
+  return sfma_probe_portable(iters, lanes);
+}
+
+volatile float g_probe_sink = 0.0f;
+
+}  // namespace
+
+double fma_peak_gflops(int threads, int64_t iters) {
+  CONVKIT_CHECK(threads >= 0, "fma_peak_gflops: threads must be >= 0, got ", threads);
+  CONVKIT_CHECK(iters >= 1, "fma_peak_gflops: iters must be >= 1, got ", iters);
+  const int nt = threads > 0 ? threads : num_threads();
+  int lanes = 1, team = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(nt)
+  {
+    int l = 1;
+    const float r = sfma_probe(iters, &l);
+#ifdef _OPENMP
+#pragma omp master
+    {
+      team = omp_get_num_threads();
+      lanes = l;
+    }
+#else
+    lanes = l;
+#endif
+    g_probe_sink = r;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(team) * double(iters) * 12.0 * lanes * 2.0 / s / 1e9;
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,

@@ -18,4 +18,10 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int threads = 0);
 
+// Measured FP32 FMA throughput of this machine on `threads` threads (0 = all of num_threads()): each
+// thread runs `iters` iterations of 12 independent vector FMA chains in the widest ISA cpu_isa()
+// allows (what the GEMM microkernel can at best reach); returns GFLOP/s over the wall time of the
+// parallel region. For convkit bench's "% of peak"; callers take the best of a few runs.
+double fma_peak_gflops(int threads, int64_t iters);
+
 }  // namespace convkit
