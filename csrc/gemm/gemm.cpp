@@ -29,6 +29,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <stdexcept>
 
@@ -133,8 +135,19 @@ Kernel<double> pick_kernel<double>() {
 }
 
 template <class T>
+Kernel<T> pick_kernel_env() {
+  Kernel<T> k = pick_kernel<T>();
+  if (const char* e = std::getenv("CONVKIT_GEMM_BLOCKS")) {  // TEMP tuning hook: "mc,kc,nc"
+    long a, b, c;
+    if (std::sscanf(e, "%ld,%ld,%ld", &a, &b, &c) == 3) { k.mc = a; k.kc = b; k.nc = c; }
+  }
+  return k;
+}
+
+template <class T>
 const Kernel<T>& kernel() {
-  static const Kernel<T> k = pick_kernel<T>();
+  static thread_local Kernel<T> k;
+  k = pick_kernel_env<T>();
   return k;
 }
 
@@ -209,9 +222,11 @@ void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* 
 
 // ---- the blocked driver (one thread, one sub-problem) ---------------------------------------------
 
-template <class T, int MR, int NR>
+// packb(p0, kc, j0, nc, dst) packs op(B)[p0 : p0+kc, j0 : j0+nc] (columns relative to this
+// sub-problem) into NR-wide micro-panels.
+template <class T, int MR, int NR, class PackB>
 void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
-                  const Mat<T>& B, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
+                  const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
   const int64_t NCb = std::min(kn.nc, ceil_div(N, NR) * NR);
   T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
   T* ap = workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
@@ -222,7 +237,7 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
     for (int64_t pc = 0; pc < K; pc += KCb) {
       const int64_t kc = std::min(KCb, K - pc);
       const T beta_k = pc == 0 ? beta : T(1);
-      pack_b<T, NR>(B, pc, kc, jc, nc, bp);
+      packb(pc, kc, jc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += MCb) {
         const int64_t mc = std::min(MCb, M - ic);
         pack_a<T, MR>(A, ic, mc, pc, kc, ap);
@@ -286,16 +301,17 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
   return nt;
 }
 
-template <class T, int MR, int NR>
-void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
-                 T beta, T* C, int64_t ldc, int threads) {
+// B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
+template <class T, int MR, int NR, class PackB>
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
+                 const PackB& packb, T beta, T* C, int64_t ldc, int threads) {
   const int64_t KCb = balanced_block(K, kn.kc, 1);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
   const bool split_n = ceil_div(N, NR) >= ceil_div(M, MR);
   const int64_t units = split_n ? ceil_div(N, NR) : ceil_div(M, MR);
   const int nt = threads_for(threads, double(M) * double(N) * double(K), units);
   if (nt <= 1) {
-    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, B, beta, C, ldc, KCb, MCb);
+    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb);
     return;
   }
   const int64_t per = ceil_div(units, nt);
@@ -304,16 +320,22 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
     if (u0 >= u1) return;
     if (split_n) {
       const int64_t j0 = u0 * NR, j1 = std::min(N, u1 * NR);
-      Mat<T> Bt = B;
-      Bt.p = B.at(0, j0);
-      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, Bt, beta, C + j0, ldc, KCb, MCb);
+      auto pb = [&](int64_t p0, int64_t kc, int64_t jj, int64_t nc, T* dst) { packb(p0, kc, j0 + jj, nc, dst); };
+      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, pb, beta, C + j0, ldc, KCb, MCb);
     } else {
       const int64_t i0 = u0 * MR, i1 = std::min(M, u1 * MR);
       Mat<T> At = A;
       At.p = A.at(i0, 0);
-      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, B, beta, C + i0 * ldc, ldc, KCb, MCb);
+      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, packb, beta, C + i0 * ldc, ldc, KCb, MCb);
     }
   });
+}
+
+template <class T, int MR, int NR>
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
+                 T beta, T* C, int64_t ldc, int threads) {
+  auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { pack_b<T, NR>(B, p0, kc, j0, nc, dst); };
+  gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads);
 }
 
 // ---- matrix-vector and rank-1 paths ---------------------------------------------------------------
@@ -486,6 +508,31 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
   else throw std::logic_error("gemm: no driver for this microkernel shape");
 }
+
+template <class T>
+void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const BPacker<T>& packb, T beta, T* C, int64_t ldc, int threads) {
+  const char* op = "gemm_packer";
+  CONVKIT_CHECK(M >= 1 && N >= 1 && K >= 1, op, ": M, N, K must be >= 1, got ", M, ", ", N, ", ", K);
+  CONVKIT_CHECK(threads >= 0, op, ": threads must be >= 0, got ", threads);
+  CONVKIT_CHECK(lda >= (trans_a ? M : K) && ldc >= N, op, ": bad leading dimension");
+  CONVKIT_CHECK(A != nullptr && C != nullptr && packb, op, ": null argument");
+  const Mat<T> Am{A, lda, trans_a};
+  const Kernel<T>& kn = kernel<T>();
+  auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
+  if (kn.mr == 12 && kn.nr == 32) gemm_packed<T, 12, 32>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 12 && kn.nr == 16) gemm_packed<T, 12, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 16) gemm_packed<T, 6, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 8) gemm_packed<T, 6, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
+template void gemm_packer<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                                 const BPacker<float>&, float, float*, int64_t, int);
+template void gemm_packer<double>(bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                                  const BPacker<double>&, double, double*, int64_t, int);
 
 namespace {
 
