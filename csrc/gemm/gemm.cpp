@@ -29,8 +29,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <stdexcept>
 
@@ -135,19 +133,8 @@ Kernel<double> pick_kernel<double>() {
 }
 
 template <class T>
-Kernel<T> pick_kernel_env() {
-  Kernel<T> k = pick_kernel<T>();
-  if (const char* e = std::getenv("CONVKIT_GEMM_BLOCKS")) {  // TEMP tuning hook: "mc,kc,nc"
-    long a, b, c;
-    if (std::sscanf(e, "%ld,%ld,%ld", &a, &b, &c) == 3) { k.mc = a; k.kc = b; k.nc = c; }
-  }
-  return k;
-}
-
-template <class T>
 const Kernel<T>& kernel() {
-  static thread_local Kernel<T> k;
-  k = pick_kernel_env<T>();
+  static const Kernel<T> k = pick_kernel<T>();
   return k;
 }
 
