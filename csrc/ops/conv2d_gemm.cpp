@@ -270,6 +270,44 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
   }
 }
 
+// The transposed block for backward weight: dst[s * kc * nr + k * nr + jj] = cols[j0 + s*nr + jj,
+// p0 + k], i.e. op(B) = cols^T with pixels along K and kernel rows along N; same values as im2col.
+template <class T>
+void pack_cols_t(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  const T zero = T(0);
+  for (int64_t s = 0; s < nc; s += nr, dst += kc * nr) {
+    const int64_t cols = std::min<int64_t>(nr, nc - s);
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const int64_t r = j0 + s + jj, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
+      const T* base = x + c * d.H * d.W;
+      const int64_t hoff = kp * g.p.dil_h - g.p.pad_h, off = kq * g.p.dil_w - g.p.pad_w;
+      int64_t lo, hi;
+      col_range(g, kq, &lo, &hi);
+      T* dd = dst + jj;
+      for (int64_t k = 0; k < kc;) {
+        const int64_t q = p0 + k, i = q / OW, j = q % OW, len = std::min(kc - k, OW - j);
+        const int64_t h = i * sh + hoff;
+        T* o = dd + k * nr;
+        if (h < 0 || h >= d.H) {
+          for (int64_t t = 0; t < len; ++t) o[t * nr] = zero;
+        } else {
+          const int64_t a = std::clamp(lo, j, j + len), b = std::clamp(hi, a, j + len);
+          const T* src = base + h * d.W + off;
+          int64_t t = j;
+          for (; t < a; ++t) o[(t - j) * nr] = zero;
+          for (; t < b; ++t) o[(t - j) * nr] = src[t * sw];
+          for (; t < j + len; ++t) o[(t - j) * nr] = zero;
+        }
+        k += len;
+      }
+    }
+    for (int64_t jj = cols; jj < nr; ++jj)
+      for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = zero;
+  }
+}
+
 // Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
 int64_t split_point(int64_t N, int T) { return T > 1 ? N / T * T : N; }
 
@@ -281,8 +319,8 @@ std::size_t band_cols_elems(const Geometry& g, std::size_t elem) {
 // re-reading cols, but packs in runs along one output row: with narrow outputs (runs of a few
 // pixels) and few output channels per group (each packed value used by few rows), the plain
 // im2col's long block copies were as fast or faster in interleaved timings (AlexNet conv4/conv5:
-// OW 13, 192/128 channels per group), so those keep it. CONVKIT_CONV_FUSED=1 / 0 forces either
-// (tests run both on every shape).
+// OW 13, 192/128 channels per group), so those keep it. Backward weight makes the same choice
+// (pack_cols_t). CONVKIT_CONV_FUSED=1 / 0 forces either (tests run both on every shape).
 bool fused_forward(const Geometry& g) {
   const char* e = std::getenv("CONVKIT_CONV_FUSED");
   if (e && e[0] == '0') return false;
@@ -415,6 +453,13 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
+    if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t)
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        pack_cols_t(g, xg, p0, kc, j0, nc, nr, dst);
+      };
+      gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      continue;
+    }
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
@@ -437,7 +482,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = band_cols_elems(g, sizeof(T));
+  const std::size_t ce = fused_forward(g) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
