@@ -354,6 +354,39 @@ def lenet_epoch(threads, steps=None, batch=64, block=10, lr=0.01, progress=True)
     return row
 
 
+def out_keyword_effect(threads, repeats=11, progress=True):
+    """The memory-bound cases with the output allocated per call (as in the table, and as torch does)
+    against out= into a reused array, interleaved: what the first-touch page faults cost."""
+    rng = _rng()
+    x = rng.standard_normal((32, 96, 55, 55)).astype(np.float32)
+    y, s = F.local_response_norm(x, 5, 1e-4, 0.75, 2.0, return_scale=True)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    py_, pidx = F.max_pool2d(x, 3, 2, return_indices=True)
+    fx = rng.standard_normal((1, 9216)).astype(np.float32)
+    fw = (rng.standard_normal((4096, 9216)) / 96).astype(np.float32)
+    fb = rng.standard_normal(4096).astype(np.float32)
+    fdy = rng.standard_normal((1, 4096)).astype(np.float32)
+    cases = {
+        "fwd:alexnet:norm1 mb32": (lambda o=None: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0, return_scale=True, out=o),
+                                   (np.empty_like(x), np.empty_like(x))),
+        "bwd:alexnet:norm1 mb32": (lambda o=None: F.local_response_norm_backward(x, y, s, dy, 5, 1e-4, 0.75, 2.0, out=o),
+                                   np.empty_like(x)),
+        "fwd:alexnet:pool1 mb32": (lambda o=None: F.max_pool2d(x, 3, 2, return_indices=True, out=o),
+                                   (np.empty_like(py_), np.empty_like(pidx))),
+        "fwd:alexnet:fc6 mb1": (lambda o=None: F.linear(fx, fw, fb, out=o), np.empty((1, 4096), np.float32)),
+        "bwd-weight:alexnet:fc6 mb1": (lambda o=None: F.linear_backward_weight(fx, fdy, out=o), np.empty_like(fw)),
+    }
+    rows = []
+    for name, (f, o) in cases.items():
+        ta, tb = time_pair(f, lambda: f(o), repeats)
+        row = {"case": name, "threads": threads, "allocating_ms": ta * 1e3, "out_ms": tb * 1e3, "ratio": tb / ta}
+        rows.append(row)
+        if progress:
+            print(f"{threads}t out= {name:32s} allocating {row['allocating_ms']:8.2f} ms  out= {row['out_ms']:8.2f} ms  "
+                  f"ratio {row['ratio']:.2f}", flush=True)
+    return rows
+
+
 def measure_peak(threads, runs=9, iters=3_000_000):
     """Best of `runs` FMA-throughput runs on `threads` threads, GFLOP/s (convkit._core._fma_peak)."""
     from convkit import _core
@@ -509,10 +542,17 @@ def main(argv=None) -> int:
             torch.set_num_threads(nt)
             epoch.append(lenet_epoch(nt, steps))
         convkit.set_num_threads(0)
+    out_kw = []
+    if not args.no_layers and args.filter in "out= keyword":
+        for nt in threads:
+            convkit.set_num_threads(nt)
+            out_kw += out_keyword_effect(nt, 7 if args.quick else 15)
+        convkit.set_num_threads(0)
     summary = summarize(results, epoch, threads, peaks)
     out = {"environment": environment(), "loadavg_before": load_before, "peak_gflops": peaks,
            "command": "python -m convkit.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "summary": summary, "results": results, "epoch": epoch}
+           "summary": summary, "results": results, "epoch": epoch, "out_keyword": out_kw,
+           "loadavg_after": _loadavg()}
     path = args.json
     if path:
         tmp = path + ".tmp"
