@@ -336,20 +336,28 @@ const T* contiguous(const T* p, int64_t n, int64_t stride, int slot) {
   return d;
 }
 
-// sum_k x[k] * v[k] with 16 independent partial sums (vectorizable without reassociation), added
-// up in a fixed order.
-template <class T>
-T dot(const T* __restrict x, const T* __restrict v, int64_t n) {
-  constexpr int L = 16;
-  T acc[L] = {};
+// R dot products at once, sum_k X[r, k] * v[k] for rows r < R (ld apart), each with 8 partial sums
+// added up in a fixed order: the same arithmetic for a row whatever R is. Several rows in flight
+// keep more independent memory streams going (the matrix-vector product is memory-bound: batch-1
+// fully connected layers read the whole weight matrix once).
+template <class T, int R>
+void dots(const T* __restrict X, int64_t ld, const T* __restrict v, int64_t n, T* res) {
+  constexpr int L = 8;
+  T acc[R][L] = {};
   int64_t k = 0;
-  for (; k + L <= n; k += L)
-    for (int l = 0; l < L; ++l) acc[l] += x[k + l] * v[k + l];
-  T tail = T(0);
-  for (; k < n; ++k) tail += x[k] * v[k];
-  for (int w = L / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0] + tail;
+  for (; k + L <= n; k += L) {
+    if (k % 16 == 0)  // one line per row, 1 KiB ahead: more misses in flight than the prefetcher keeps
+      for (int r = 0; r < R; ++r) __builtin_prefetch(X + r * ld + k + 256);
+    for (int r = 0; r < R; ++r)
+      for (int l = 0; l < L; ++l) acc[r][l] += X[r * ld + k + l] * v[k + l];
+  }
+  for (int r = 0; r < R; ++r) {
+    T tail = T(0);
+    for (int64_t kk = k; kk < n; ++kk) tail += X[r * ld + kk] * v[kk];
+    for (int w = L / 2; w > 0; w /= 2)
+      for (int l = 0; l < w; ++l) acc[r][l] += acc[r][l + w];
+    res[r] = acc[r][0] + tail;
+  }
 }
 
 // out[r * os] = alpha * dot(X[r, :K], v) + beta * out[r * os] for r in [0, R); rows of X are ld apart.
@@ -357,9 +365,15 @@ template <class T>
 void gemv_rows(int64_t R, int64_t K, T alpha, const T* X, int64_t ld, const T* v, T beta, T* out, int64_t os,
                int threads) {
   auto body = [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T s = alpha * dot(X + r * ld, v, K);
-      out[r * os] = beta == T(0) ? s : beta * out[r * os] + s;
+    T d[4];
+    for (int64_t r = r0; r < r1;) {
+      const int n = r + 4 <= r1 ? 4 : 1;
+      if (n == 4) dots<T, 4>(X + r * ld, ld, v, K, d);
+      else dots<T, 1>(X + r * ld, ld, v, K, d);
+      for (int i = 0; i < n; ++i, ++r) {
+        const T s = alpha * d[i];
+        out[r * os] = beta == T(0) ? s : beta * out[r * os] + s;
+      }
     }
   };
   const int nt = threads_for(threads, double(R) * double(K), R);
