@@ -509,7 +509,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-layers", action="store_true", help="skip the single-layer cases")
     ap.add_argument("--no-nets", action="store_true", help="skip the whole-network cases and the epoch")
     ap.add_argument("--json", default="", help="write the results here (e.g. benchmarks/results/cpu.json)")
+    ap.add_argument("--markdown", default="", metavar="JSON",
+                    help="print the README table of an earlier run's JSON and exit (runs nothing)")
     args = ap.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -572,6 +578,33 @@ def main(argv=None) -> int:
         os.replace(tmp, path)
         print(f"wrote {path}")
     return 0
+
+
+def markdown(data) -> str:
+    """The README table of a results JSON: one row per case, 1- and 2-thread columns."""
+    rows, order = {}, []
+    for r in data["results"]:
+        if r["case"] not in rows:
+            rows[r["case"]] = {}
+            order.append(r["case"])
+        rows[r["case"]][r["threads"]] = r
+    threads = sorted({r["threads"] for r in data["results"]})
+    head = "| case | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}: convkit / torch ms (ratio)" for t in threads)
+    head += " | convkit % of peak (" + ", ".join(f"{t}t" for t in threads) + ") |"
+    lines = [head, "|---|" + "---:|" * (len(threads) + 1)]
+    for case in order:
+        cells, pct = [], []
+        for t in threads:
+            r = rows[case].get(t)
+            cells.append(f"{r['convkit_ms']:.2f} / {r['torch_ms']:.2f} ({r['ratio']:.2f})" if r else "")
+            if r and "convkit_pct_peak" in r:
+                pct.append(f"{r['convkit_pct_peak']:.0f}%")
+        lines.append(f"| `{case}` | " + " | ".join(cells) + f" | {', '.join(pct)} |")
+    for e in data.get("epoch", []):
+        note = f" (extrapolated from {e['steps_timed']} steps)" if e["extrapolated"] else ""
+        lines.append(f"| `{e['case']}` {e['threads']} thread(s){note} | {e['convkit_s']:.2f} s / {e['torch_s']:.2f} s "
+                     f"({e['ratio']:.2f}) |" + " |" * len(threads))
+    return "\n".join(lines)
 
 
 def summarize(results, epoch, threads, peaks):
