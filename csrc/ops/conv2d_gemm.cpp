@@ -6,6 +6,9 @@
 //   backward data    dcols[K, P]  = W_g^T @ dy_g[OCg, P], then col2im adds dcols back into dx
 //   backward weight  dW_g[OCg, K] = sum over n of dy_g[OCg, P] @ cols^T
 // A 1x1, stride-1, unpadded conv needs no im2col: cols is x itself (and dcols is dx).
+// Forward and backward weight usually never write cols at all: the GEMM asks pack_cols /
+// pack_cols_t for each block of cols (or cols^T) it needs in its packed panel layout
+// (gemm_packer), see fused_forward for when the im2col-into-scratch route is kept.
 //
 // Scratch (convkit::workspace, reused between calls): cols for a band of output rows, so a large
 // image is processed in bands of at most kBandBytes of cols; declines (returns false) only when a
