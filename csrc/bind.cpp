@@ -35,6 +35,37 @@ namespace {
 using Pair = std::array<int64_t, 2>;
 using py::arg;
 
+// out= (no allocation on the hot path): `out` None -> a new array; otherwise a writable, contiguous
+// array of exactly this dtype, device and shape, sharing no memory with the inputs (the kernels read
+// their inputs while writing the output), which is returned as the result.
+std::pair<py::object, Tensor> output(py::handle out, const Tensor& like, DType dtype, const std::vector<int64_t>& shape,
+                                     const char* op, const char* name, std::initializer_list<const Tensor*> inputs) {
+  if (out.is_none()) return new_array(like.device, dtype, shape);
+  Tensor t = as_tensor(out, op, name, true);
+  CONVKIT_CHECK(t.dtype == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ", dtype_name(t.dtype));
+  check_same_device(like, t, op, "the inputs", name);
+  Tensor want;
+  want.ndim = static_cast<int>(shape.size());
+  for (int i = 0; i < want.ndim; ++i) want.shape[i] = shape[i];
+  bool same = t.ndim == want.ndim;
+  for (int i = 0; same && i < t.ndim; ++i) same = t.shape[i] == want.shape[i];
+  CONVKIT_CHECK(same, op, ": ", name, " must have shape ", want.shape_str(), ", got ", t.shape_str());
+  const char* b = static_cast<const char*>(t.data);
+  for (const Tensor* in : inputs) {
+    if (!in || !in->defined()) continue;
+    const char* a = static_cast<const char*>(in->data);
+    CONVKIT_CHECK(b + t.nbytes() <= a || a + in->nbytes() <= b, op, ": ", name,
+                  " must not share memory with the inputs");
+  }
+  return {py::reinterpret_borrow<py::object>(out), t};
+}
+
+py::handle out_item(py::handle out, int i, const char* op) {
+  if (out.is_none()) return out;
+  CONVKIT_CHECK(py::isinstance<py::tuple>(out) && py::len(out) == 2, op, ": out must be a tuple of two arrays");
+  return out.cast<py::tuple>()[i];
+}
+
 Conv2dParams conv_params(Pair stride, Pair padding, Pair dilation, int64_t groups) {
   Conv2dParams p;
   p.stride_h = stride[0], p.stride_w = stride[1];
@@ -55,7 +86,7 @@ Pool2dParams pool_params(Pair kernel, Pair stride, Pair padding, bool ceil_mode)
 
 void bind_conv2d(py::module_& m) {
   m.def("conv2d_forward", [](py::object x, py::object w, py::object b, Pair stride, Pair padding, Pair dilation,
-                             int64_t groups) {
+                             int64_t groups, py::object out) {
     const char* op = "conv2d_forward";
     Tensor tx = as_tensor(x, op, "x"), tw = as_tensor(w, op, "weight"), tb;
     bool has_b = as_optional_tensor(b, op, "bias", &tb);
@@ -64,11 +95,12 @@ void bind_conv2d(py::module_& m) {
     check_ndim(tw, 4, op, "weight", "[OC, C/groups, KH, KW]");
     int64_t oh = conv2d_out_size(tx.shape[2], tw.shape[2], p.stride_h, p.pad_h, p.dil_h);
     int64_t ow = conv2d_out_size(tx.shape[3], tw.shape[3], p.stride_w, p.pad_w, p.dil_w);
-    auto [y, ty] = new_array_like(tx, {tx.shape[0], tw.shape[0], oh, ow});
+    auto [y, ty] = output(out, tx, tx.dtype, {tx.shape[0], tw.shape[0], oh, ow}, op, "out", {&tx, &tw, &tb});
     py::gil_scoped_release nogil;
     conv2d_forward(tx, tw, has_b ? &tb : nullptr, ty, p);
     return y;
-  }, arg("x"), arg("weight"), arg("bias"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"));
+  }, arg("x"), arg("weight"), arg("bias"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
+     arg("out") = py::none());
 
   m.def("conv2d_backward_data", [](py::object dy, py::object w, std::vector<int64_t> x_shape, Pair stride,
                                    Pair padding, Pair dilation, int64_t groups) {
@@ -112,21 +144,23 @@ void bind_conv2d(py::module_& m) {
 }
 
 void bind_pool(py::module_& m) {
-  m.def("max_pool2d_forward", [](py::object x, Pair kernel, Pair stride, Pair padding, bool ceil_mode) {
+  m.def("max_pool2d_forward", [](py::object x, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
+                                 py::object out) {
     const char* op = "max_pool2d_forward";
     Tensor tx = as_tensor(x, op, "x");
     Pool2dParams p = pool_params(kernel, stride, padding, ceil_mode);
     check_ndim(tx, 4, op, "x", "[N, C, H, W]");
     int64_t oh = pool2d_out_size(tx.shape[2], p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
     int64_t ow = pool2d_out_size(tx.shape[3], p.kernel_w, p.stride_w, p.pad_w, p.ceil_mode);
-    auto [y, ty] = new_array_like(tx, {tx.shape[0], tx.shape[1], oh, ow});
-    auto [idx, tidx] = new_array(tx.device, DType::Int64, {tx.shape[0], tx.shape[1], oh, ow});
+    auto [y, ty] = output(out_item(out, 0, op), tx, tx.dtype, {tx.shape[0], tx.shape[1], oh, ow}, op, "out[0]", {&tx});
+    auto [idx, tidx] = output(out_item(out, 1, op), tx, DType::Int64, {tx.shape[0], tx.shape[1], oh, ow}, op,
+                              "out[1]", {&tx, &ty});
     {
       py::gil_scoped_release nogil;
       max_pool2d_forward(tx, ty, tidx, p);
     }
     return py::make_tuple(y, idx);
-  }, arg("x"), arg("kernel"), arg("stride"), arg("padding"), arg("ceil_mode"));
+  }, arg("x"), arg("kernel"), arg("stride"), arg("padding"), arg("ceil_mode"), arg("out") = py::none());
 
   m.def("max_pool2d_backward", [](py::object dy, py::object idx, std::vector<int64_t> x_shape, Pair kernel,
                                   Pair stride, Pair padding, bool ceil_mode) {
@@ -145,65 +179,66 @@ void bind_pool(py::module_& m) {
 }
 
 void bind_lrn(py::module_& m) {
-  m.def("lrn_forward", [](py::object x, int64_t size, double alpha, double beta, double k) {
+  m.def("lrn_forward", [](py::object x, int64_t size, double alpha, double beta, double k, py::object out) {
     const char* op = "lrn_forward";
     Tensor tx = as_tensor(x, op, "x");
     LrnParams p{size, alpha, beta, k};
-    auto [y, ty] = new_array_like(tx, shape_of(tx));
-    auto [s, ts] = new_array_like(tx, shape_of(tx));
+    auto [y, ty] = output(out_item(out, 0, op), tx, tx.dtype, shape_of(tx), op, "out[0]", {&tx});
+    auto [s, ts] = output(out_item(out, 1, op), tx, tx.dtype, shape_of(tx), op, "out[1]", {&tx, &ty});
     {
       py::gil_scoped_release nogil;
       lrn_forward(tx, ty, ts, p);
     }
     return py::make_tuple(y, s);
-  }, arg("x"), arg("size"), arg("alpha"), arg("beta"), arg("k"));
+  }, arg("x"), arg("size"), arg("alpha"), arg("beta"), arg("k"), arg("out") = py::none());
 
   m.def("lrn_backward", [](py::object x, py::object y, py::object scale, py::object dy, int64_t size, double alpha,
-                           double beta, double k) {
+                           double beta, double k, py::object out) {
     const char* op = "lrn_backward";
     Tensor tx = as_tensor(x, op, "x"), ty = as_tensor(y, op, "y"), ts = as_tensor(scale, op, "scale"),
            tdy = as_tensor(dy, op, "dy");
-    auto [dx, tdx] = new_array_like(tx, shape_of(tx));
+    auto [dx, tdx] = output(out, tx, tx.dtype, shape_of(tx), op, "out", {&tx, &ty, &ts, &tdy});
     py::gil_scoped_release nogil;
     lrn_backward(tx, ty, ts, tdy, tdx, LrnParams{size, alpha, beta, k});
     return dx;
-  }, arg("x"), arg("y"), arg("scale"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"));
+  }, arg("x"), arg("y"), arg("scale"), arg("dy"), arg("size"), arg("alpha"), arg("beta"), arg("k"),
+     arg("out") = py::none());
 }
 
 void bind_linear(py::module_& m) {
-  m.def("linear_forward", [](py::object x, py::object w, py::object b) {
+  m.def("linear_forward", [](py::object x, py::object w, py::object b, py::object out) {
     const char* op = "linear_forward";
     Tensor tx = as_tensor(x, op, "x"), tw = as_tensor(w, op, "weight"), tb;
     bool has_b = as_optional_tensor(b, op, "bias", &tb);
     check_ndim(tx, 2, op, "x", "[N, IN]");
     check_ndim(tw, 2, op, "weight", "[OUT, IN]");
-    auto [y, ty] = new_array_like(tx, {tx.shape[0], tw.shape[0]});
+    auto [y, ty] = output(out, tx, tx.dtype, {tx.shape[0], tw.shape[0]}, op, "out", {&tx, &tw, &tb});
     py::gil_scoped_release nogil;
     linear_forward(tx, tw, has_b ? &tb : nullptr, ty);
     return y;
-  }, arg("x"), arg("weight"), arg("bias"));
+  }, arg("x"), arg("weight"), arg("bias"), arg("out") = py::none());
 
-  m.def("linear_backward_data", [](py::object dy, py::object w) {
+  m.def("linear_backward_data", [](py::object dy, py::object w, py::object out) {
     const char* op = "linear_backward_data";
     Tensor tdy = as_tensor(dy, op, "dy"), tw = as_tensor(w, op, "weight");
     check_ndim(tdy, 2, op, "dy", "[N, OUT]");
     check_ndim(tw, 2, op, "weight", "[OUT, IN]");
-    auto [dx, tdx] = new_array_like(tdy, {tdy.shape[0], tw.shape[1]});
+    auto [dx, tdx] = output(out, tdy, tdy.dtype, {tdy.shape[0], tw.shape[1]}, op, "out", {&tdy, &tw});
     py::gil_scoped_release nogil;
     linear_backward_data(tdy, tw, tdx);
     return dx;
-  }, arg("dy"), arg("weight"));
+  }, arg("dy"), arg("weight"), arg("out") = py::none());
 
-  m.def("linear_backward_weight", [](py::object x, py::object dy) {
+  m.def("linear_backward_weight", [](py::object x, py::object dy, py::object out) {
     const char* op = "linear_backward_weight";
     Tensor tx = as_tensor(x, op, "x"), tdy = as_tensor(dy, op, "dy");
     check_ndim(tx, 2, op, "x", "[N, IN]");
     check_ndim(tdy, 2, op, "dy", "[N, OUT]");
-    auto [dw, tdw] = new_array_like(tx, {tdy.shape[1], tx.shape[1]});
+    auto [dw, tdw] = output(out, tx, tx.dtype, {tdy.shape[1], tx.shape[1]}, op, "out", {&tx, &tdy});
     py::gil_scoped_release nogil;
     linear_backward_weight(tx, tdy, tdw);
     return dw;
-  }, arg("x"), arg("dy"));
+  }, arg("x"), arg("dy"), arg("out") = py::none());
 
   m.def("linear_backward_bias", [](py::object dy) {
     const char* op = "linear_backward_bias";
@@ -355,6 +390,11 @@ void bind_gemm_test_hook(py::module_& m) {
     });
   }, arg("trans_a"), arg("trans_b"), arg("M"), arg("N"), arg("K"), arg("alpha"), arg("A"), arg("lda"), arg("B"),
      arg("ldb"), arg("beta"), arg("C"), arg("ldc"), arg("threads") = 0);
+  m.def("_fma_peak", [](int threads, int64_t iters) {
+    py::gil_scoped_release nogil;
+    return fma_peak_gflops(threads, iters);
+  }, arg("threads") = 0, arg("iters") = 10000000,
+     "Bench hook: measured FP32 FMA throughput (GFLOP/s) on `threads` threads (see gemm.h).");
 }
 
 }  // namespace

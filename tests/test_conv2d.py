@@ -219,6 +219,45 @@ def test_matches_reference(impl, pr):
         check_all(x, w, b, pr["stride"], pr["padding"], pr["dilation"], pr["groups"])
 
 
+@contextlib.contextmanager
+def fused_forward(mode):
+    """CONVKIT_CONV_FUSED: '1' forces the GEMM path's fused im2col packing (pack_cols), '0' the im2col
+    into scratch; read on every call."""
+    import os
+    old = os.environ.get("CONVKIT_CONV_FUSED")
+    os.environ["CONVKIT_CONV_FUSED"] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["CONVKIT_CONV_FUSED"]
+        else:
+            os.environ["CONVKIT_CONV_FUSED"] = old
+
+
+@pytest.mark.parametrize("mode", ["0", "1"])
+@given(pr=problems())
+def test_gemm_forward_fused_and_im2col_match_reference(mode, pr):
+    # both forward variants of the GEMM path, on every shape (strides, padding, dilation, groups)
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]) + 7)
+    x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], pr["dtype"], pr["bias"])
+    with cpu_impl("gemm"), fused_forward(mode):
+        check_all(x, w, b, pr["stride"], pr["padding"], pr["dilation"], pr["groups"])
+
+
+@pytest.mark.parametrize("mode", ["0", "1"])
+@pytest.mark.parametrize("shape", [  # AlexNet-like: wide and narrow outputs, groups, stride 4, batch > threads
+    ((3, 3, 35, 35), (8, 3, 11, 11), 4, 0, 1), ((3, 8, 27, 27), (34, 4, 5, 5), 1, 2, 2),
+    ((3, 16, 13, 13), (20, 8, 3, 3), 1, 1, 2)])
+def test_gemm_forward_fused_layer_shapes(mode, shape, rng):
+    xs, ws, s, p, g = shape
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    with cpu_impl("gemm"), fused_forward(mode):
+        check_all(x, w, b, s, p, 1, g)
+
+
 @st.composite
 def direct_problems(draw):
     """What the direct kernel takes: float32, stride 1. Output widths across the 8- and 16-pixel

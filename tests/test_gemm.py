@@ -281,3 +281,13 @@ def test_bad_input():
     assert_raises(ValueError, r"_gemm: C is read-only", g, False, False, 2, 2, 2, 1.0, f32, 2, f32, 2, 0.0, ro, 2)
     assert_raises(ValueError, r"C-contiguous", g, False, False, 2, 2, 2, 1.0, f32[::2], 2, f32, 2, 0.0,
                   np.ones(4, np.float32), 2)
+
+
+def test_fma_peak_probe():
+    # convkit bench's "% of peak" divides by this: it must be a positive, finite rate, and refuse
+    # nonsense arguments with a clear message. (No upper bound: the machine's peak is not known here.)
+    for t in (1, 2):
+        r = _core._fma_peak(t, 100000)
+        assert np.isfinite(r) and r > 0.0
+    assert_raises(ValueError, r"fma_peak_gflops: threads must be >= 0, got -1", _core._fma_peak, -1, 10)
+    assert_raises(ValueError, r"fma_peak_gflops: iters must be >= 1, got 0", _core._fma_peak, 1, 0)

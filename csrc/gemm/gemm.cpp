@@ -27,6 +27,7 @@
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -208,9 +209,11 @@ void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* 
 
 // ---- the blocked driver (one thread, one sub-problem) ---------------------------------------------
 
-template <class T, int MR, int NR>
+// packb(p0, kc, j0, nc, dst) packs op(B)[p0 : p0+kc, j0 : j0+nc] (columns relative to this
+// sub-problem) into NR-wide micro-panels.
+template <class T, int MR, int NR, class PackB>
 void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
-                  const Mat<T>& B, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
+                  const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
   const int64_t NCb = std::min(kn.nc, ceil_div(N, NR) * NR);
   T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
   T* ap = workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
@@ -221,7 +224,7 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
     for (int64_t pc = 0; pc < K; pc += KCb) {
       const int64_t kc = std::min(KCb, K - pc);
       const T beta_k = pc == 0 ? beta : T(1);
-      pack_b<T, NR>(B, pc, kc, jc, nc, bp);
+      packb(pc, kc, jc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += MCb) {
         const int64_t mc = std::min(MCb, M - ic);
         pack_a<T, MR>(A, ic, mc, pc, kc, ap);
@@ -285,16 +288,17 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
   return nt;
 }
 
-template <class T, int MR, int NR>
-void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
-                 T beta, T* C, int64_t ldc, int threads) {
+// B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
+template <class T, int MR, int NR, class PackB>
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
+                 const PackB& packb, T beta, T* C, int64_t ldc, int threads) {
   const int64_t KCb = balanced_block(K, kn.kc, 1);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
   const bool split_n = ceil_div(N, NR) >= ceil_div(M, MR);
   const int64_t units = split_n ? ceil_div(N, NR) : ceil_div(M, MR);
   const int nt = threads_for(threads, double(M) * double(N) * double(K), units);
   if (nt <= 1) {
-    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, B, beta, C, ldc, KCb, MCb);
+    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb);
     return;
   }
   const int64_t per = ceil_div(units, nt);
@@ -303,16 +307,22 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
     if (u0 >= u1) return;
     if (split_n) {
       const int64_t j0 = u0 * NR, j1 = std::min(N, u1 * NR);
-      Mat<T> Bt = B;
-      Bt.p = B.at(0, j0);
-      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, Bt, beta, C + j0, ldc, KCb, MCb);
+      auto pb = [&](int64_t p0, int64_t kc, int64_t jj, int64_t nc, T* dst) { packb(p0, kc, j0 + jj, nc, dst); };
+      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, pb, beta, C + j0, ldc, KCb, MCb);
     } else {
       const int64_t i0 = u0 * MR, i1 = std::min(M, u1 * MR);
       Mat<T> At = A;
       At.p = A.at(i0, 0);
-      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, B, beta, C + i0 * ldc, ldc, KCb, MCb);
+      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, packb, beta, C + i0 * ldc, ldc, KCb, MCb);
     }
   });
+}
+
+template <class T, int MR, int NR>
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
+                 T beta, T* C, int64_t ldc, int threads) {
+  auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { pack_b<T, NR>(B, p0, kc, j0, nc, dst); };
+  gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads);
 }
 
 // ---- matrix-vector and rank-1 paths ---------------------------------------------------------------
@@ -326,20 +336,28 @@ const T* contiguous(const T* p, int64_t n, int64_t stride, int slot) {
   return d;
 }
 
-// sum_k x[k] * v[k] with 16 independent partial sums (vectorizable without reassociation), added
-// up in a fixed order.
-template <class T>
-T dot(const T* __restrict x, const T* __restrict v, int64_t n) {
-  constexpr int L = 16;
-  T acc[L] = {};
+// R dot products at once, sum_k X[r, k] * v[k] for rows r < R (ld apart), each with 8 partial sums
+// added up in a fixed order: the same arithmetic for a row whatever R is. Several rows in flight
+// keep more independent memory streams going (the matrix-vector product is memory-bound: batch-1
+// fully connected layers read the whole weight matrix once).
+template <class T, int R>
+void dots(const T* __restrict X, int64_t ld, const T* __restrict v, int64_t n, T* res) {
+  constexpr int L = 8;
+  T acc[R][L] = {};
   int64_t k = 0;
-  for (; k + L <= n; k += L)
-    for (int l = 0; l < L; ++l) acc[l] += x[k + l] * v[k + l];
-  T tail = T(0);
-  for (; k < n; ++k) tail += x[k] * v[k];
-  for (int w = L / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0] + tail;
+  for (; k + L <= n; k += L) {
+    if (k % 16 == 0)  // one line per row, 1 KiB ahead: more misses in flight than the prefetcher keeps
+      for (int r = 0; r < R; ++r) __builtin_prefetch(X + r * ld + k + 256);
+    for (int r = 0; r < R; ++r)
+      for (int l = 0; l < L; ++l) acc[r][l] += X[r * ld + k + l] * v[k + l];
+  }
+  for (int r = 0; r < R; ++r) {
+    T tail = T(0);
+    for (int64_t kk = k; kk < n; ++kk) tail += X[r * ld + kk] * v[kk];
+    for (int w = L / 2; w > 0; w /= 2)
+      for (int l = 0; l < w; ++l) acc[r][l] += acc[r][l + w];
+    res[r] = acc[r][0] + tail;
+  }
 }
 
 // out[r * os] = alpha * dot(X[r, :K], v) + beta * out[r * os] for r in [0, R); rows of X are ld apart.
@@ -347,9 +365,15 @@ template <class T>
 void gemv_rows(int64_t R, int64_t K, T alpha, const T* X, int64_t ld, const T* v, T beta, T* out, int64_t os,
                int threads) {
   auto body = [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T s = alpha * dot(X + r * ld, v, K);
-      out[r * os] = beta == T(0) ? s : beta * out[r * os] + s;
+    T d[4];
+    for (int64_t r = r0; r < r1;) {
+      const int n = r + 4 <= r1 ? 4 : 1;
+      if (n == 4) dots<T, 4>(X + r * ld, ld, v, K, d);
+      else dots<T, 1>(X + r * ld, ld, v, K, d);
+      for (int i = 0; i < n; ++i, ++r) {
+        const T s = alpha * d[i];
+        out[r * os] = beta == T(0) ? s : beta * out[r * os] + s;
+      }
     }
   };
   const int nt = threads_for(threads, double(R) * double(K), R);
@@ -484,6 +508,102 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
   else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
   else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
+template <class T>
+void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const BPacker<T>& packb, T beta, T* C, int64_t ldc, int threads) {
+  const char* op = "gemm_packer";
+  CONVKIT_CHECK(M >= 1 && N >= 1 && K >= 1, op, ": M, N, K must be >= 1, got ", M, ", ", N, ", ", K);
+  CONVKIT_CHECK(threads >= 0, op, ": threads must be >= 0, got ", threads);
+  CONVKIT_CHECK(lda >= (trans_a ? M : K) && ldc >= N, op, ": bad leading dimension");
+  CONVKIT_CHECK(A != nullptr && C != nullptr && packb, op, ": null argument");
+  const Mat<T> Am{A, lda, trans_a};
+  const Kernel<T>& kn = kernel<T>();
+  auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
+  if (kn.mr == 12 && kn.nr == 32) gemm_packed<T, 12, 32>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 12 && kn.nr == 16) gemm_packed<T, 12, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 16) gemm_packed<T, 6, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 6 && kn.nr == 8) gemm_packed<T, 6, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
+template void gemm_packer<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                                 const BPacker<float>&, float, float*, int64_t, int);
+template void gemm_packer<double>(bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                                  const BPacker<double>&, double, double*, int64_t, int);
+
+namespace {
+
+// Portable probe: 12 chains of 16-byte vectors (SSE2 on baseline x86-64).
+float sfma_probe_portable(int64_t iters, int* lanes) {
+  constexpr int W = 4;
+  *lanes = W;
+#if defined(__GNUC__)
+  using V = Vec16<float>::type;
+  V acc[12];
+  const float seed = 1.0f / float(iters + 3);
+  for (int i = 0; i < 12; ++i) acc[i] = V{} + seed * float(i + 1);
+  const V m = V{} + 0.999999f, a = V{} + 1e-7f;
+  for (int64_t k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i) acc[i] = acc[i] * m + a;
+  V s = acc[0];
+  for (int i = 1; i < 12; ++i) s += acc[i];
+  return s[0] + s[1] + s[2] + s[3];
+#else
+  float acc[12][W];
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < W; ++l) acc[i][l] = 1.0f / float(iters + 3 + i);
+  for (int64_t k = 0; k < iters; ++k)
+    for (int i = 0; i < 12; ++i)
+      for (int l = 0; l < W; ++l) acc[i][l] = acc[i][l] * 0.999999f + 1e-7f;
+  float s = 0.0f;
+  for (int i = 0; i < 12; ++i)
+    for (int l = 0; l < W; ++l) s += acc[i][l];
+  return s;
+#endif
+}
+
+float sfma_probe(int64_t iters, int* lanes) {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (cpu_isa()) {
+    case Isa::Avx512: *lanes = 16; return gemm_detail::sfma_probe_avx512(iters);
+    case Isa::Avx2: *lanes = 8; return gemm_detail::sfma_probe_avx2(iters);
+    case Isa::Generic: break;
+  }
+#endif
+  return sfma_probe_portable(iters, lanes);
+}
+
+volatile float g_probe_sink = 0.0f;
+
+}  // namespace
+
+double fma_peak_gflops(int threads, int64_t iters) {
+  CONVKIT_CHECK(threads >= 0, "fma_peak_gflops: threads must be >= 0, got ", threads);
+  CONVKIT_CHECK(iters >= 1, "fma_peak_gflops: iters must be >= 1, got ", iters);
+  const int nt = threads > 0 ? threads : num_threads();
+  int lanes = 1, team = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(nt)
+  {
+    int l = 1;
+    const float r = sfma_probe(iters, &l);
+#ifdef _OPENMP
+#pragma omp master
+    {
+      team = omp_get_num_threads();
+      lanes = l;
+    }
+#else
+    lanes = l;
+#endif
+    g_probe_sink = r;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(team) * double(iters) * 12.0 * lanes * 2.0 / s / 1e9;
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,

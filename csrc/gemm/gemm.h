@@ -11,11 +11,30 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace convkit {
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int threads = 0);
+
+// The same product with op(B) never materialized: the driver asks `packb` for each block it needs,
+//   packb(p0, kc, j0, nc, nr, dst): write op(B)[p0 : p0+kc, j0 : j0+nc] into dst as nr-wide micro-panels,
+//   dst[s * kc * nr + k * nr + j] = op(B)[p0 + k, j0 + s * nr + j], zero for columns past nc
+// (nr is the microkernel's width). Lets conv2d build im2col blocks straight into packed form instead
+// of writing and re-reading a cols matrix. packb may be called from several threads at once (on
+// disjoint column ranges). Always the packed driver (no matrix-vector shortcuts); M, N, K >= 1.
+template <class T>
+using BPacker = std::function<void(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst)>;
+template <class T>
+void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const BPacker<T>& packb, T beta, T* C, int64_t ldc, int threads = 0);
+
+// Measured FP32 FMA throughput of this machine on `threads` threads (0 = all of num_threads()): each
+// thread runs `iters` iterations of 12 independent vector FMA chains in the widest ISA cpu_isa()
+// allows (what the GEMM microkernel can at best reach); returns GFLOP/s over the wall time of the
+// parallel region. For convkit bench's "% of peak"; callers take the best of a few runs.
+double fma_peak_gflops(int threads, int64_t iters);
 
 }  // namespace convkit

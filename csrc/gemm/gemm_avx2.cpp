@@ -48,5 +48,7 @@ void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double
   ukernel_fma<Avx2D, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 
+float sfma_probe_avx2(int64_t iters) { return fma_throughput<Avx2F, 12>(iters); }
+
 }  // namespace gemm_detail
 }  // namespace convkit

@@ -49,5 +49,7 @@ void dgemm_ukernel_avx512_12x16(int64_t kc, const double* a, const double* b, do
   ukernel_fma<Avx512D, 12, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 
+float sfma_probe_avx512(int64_t iters) { return fma_throughput<Avx512F, 12>(iters); }
+
 }  // namespace gemm_detail
 }  // namespace convkit

@@ -32,5 +32,9 @@ void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, floa
 void dgemm_ukernel_avx512_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                                 double alpha, double beta);
 
+// FMA throughput probes (gemm_ukernel.h's fma_throughput): iters * 12 FMAs of one full vector each.
+float sfma_probe_avx2(int64_t iters);    // 8 lanes
+float sfma_probe_avx512(int64_t iters);  // 16 lanes
+
 }  // namespace gemm_detail
 }  // namespace convkit

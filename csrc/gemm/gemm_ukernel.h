@@ -67,4 +67,32 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
   }
 }
 
+// FP32/FP64 FMA throughput probe (convkit bench's "measured peak"): NACC independent accumulator
+// chains, each advanced by one FMA per iteration, so with NACC >= pipes x latency the FMA units
+// never wait. Returns a value derived from every accumulator so the loop cannot be removed.
+// Flops: iters * NACC * kWidth * 2.
+template <class V, int NACC>
+inline typename V::T fma_throughput(int64_t iters) {
+  using T = typename V::T;
+  using R = typename V::R;
+  R acc[NACC];
+  T seed = T(1) / T(iters + 3);
+#pragma GCC unroll 16
+  for (int i = 0; i < NACC; ++i) acc[i] = V::set1(seed * T(i + 1));
+  // x -> x * m + a with m slightly below 1: the values stay finite for any iteration count.
+  const R m = V::set1(T(0.999999)), a = V::set1(T(1e-7));
+  for (int64_t k = 0; k < iters; ++k) {
+#pragma GCC unroll 16
+    for (int i = 0; i < NACC; ++i) acc[i] = V::fma(acc[i], m, a);
+  }
+  R s = acc[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < NACC; ++i) s = V::fma(acc[i], m, s);
+  alignas(64) T out[V::kWidth];
+  V::store(out, s);
+  T r = T(0);
+  for (int l = 0; l < V::kWidth; ++l) r += out[l];
+  return r;
+}
+
 }  // namespace

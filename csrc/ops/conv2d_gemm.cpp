@@ -6,19 +6,26 @@
 //   backward data    dcols[K, P]  = W_g^T @ dy_g[OCg, P], then col2im adds dcols back into dx
 //   backward weight  dW_g[OCg, K] = sum over n of dy_g[OCg, P] @ cols^T
 // A 1x1, stride-1, unpadded conv needs no im2col: cols is x itself (and dcols is dx).
+// Forward and backward weight usually never write cols at all: the GEMM asks pack_cols /
+// pack_cols_t for each block of cols (or cols^T) it needs in its packed panel layout
+// (gemm_packer), see fused_forward for when the im2col-into-scratch route is kept.
 //
 // Scratch (convkit::workspace, reused between calls): cols for a band of output rows, so a large
 // image is processed in bands of at most kBandBytes of cols; declines (returns false) only when a
 // single output row's cols would exceed kMaxColsBytes.
 //
 // Threads (results do not depend on the thread count beyond rounding):
-//   The first N - N % T images are split into T contiguous chunks, one per thread, each with its own
-//   cols and a single-threaded GEMM (no synchronisation); the remaining N % T images run one at a
-//   time with the GEMM, im2col and col2im using all T threads.
+//   The first N - N % T images are shared out among T threads, each with its own cols and a
+//   single-threaded GEMM (no synchronisation); the remaining N % T images run one at a time with the
+//   GEMM, im2col and col2im using all T threads. Forward and backward data hand the images out one
+//   at a time from a shared counter (a thread the OS preempts on a busy machine simply takes fewer;
+//   each image's result does not depend on which thread computes it).
 //   backward weight sums over the batch: thread t accumulates its chunk into its own partial dW
 //   (thread 0 directly into dw, which then also takes the remaining images), and the partials are
 //   added up in the fixed order t = 1, 2, ... afterwards.
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -206,11 +213,122 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
   });
 }
 
+// Fused im2col + GEMM packing (forward): writes cols[p0 : p0+kc, j0 : j0+nc] of the whole image
+// (pixels 0 .. OH*OW) straight into the GEMM's nr-wide micro-panels, so the cols matrix is never
+// written and read back; the values are exactly im2col's. A strip of nr pixels is split into runs
+// along one output row; per run and kernel row r, in-image values are copied and the rest zeroed.
+template <class T>
+void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  struct RowInfo {
+    const T* base;     // x + c * H * W
+    int64_t hoff, off; // h = i * sh + hoff, v = j * sw + off
+    int64_t lo, hi;    // output columns reading inside the image
+  };
+  constexpr int64_t kChunk = 128;
+  RowInfo info[kChunk];
+  const T zero = T(0);
+  for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
+    const int64_t kn = std::min(kChunk, kc - k0);
+    for (int64_t k = 0; k < kn; ++k) {
+      const int64_t r = p0 + k0 + k, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
+      RowInfo& ri = info[k];
+      ri.base = x + c * d.H * d.W;
+      ri.hoff = kp * g.p.dil_h - g.p.pad_h;
+      ri.off = kq * g.p.dil_w - g.p.pad_w;
+      col_range(g, kq, &ri.lo, &ri.hi);
+    }
+    T* strip = dst;
+    for (int64_t s = 0; s < nc; s += nr, strip += kc * nr) {
+      const int64_t cols = std::min<int64_t>(nr, nc - s);
+      T* sk = strip + k0 * nr;
+      for (int64_t jj = 0; jj < cols;) {
+        const int64_t q = j0 + s + jj, i = q / OW, j = q % OW, len = std::min(cols - jj, OW - j);
+        for (int64_t k = 0; k < kn; ++k) {
+          const RowInfo& ri = info[k];
+          T* dd = sk + k * nr + jj;
+          const int64_t h = i * sh + ri.hoff;
+          if (h < 0 || h >= d.H) {
+            for (int64_t t = 0; t < len; ++t) dd[t] = zero;
+            continue;
+          }
+          const int64_t a = std::clamp(ri.lo, j, j + len), b = std::clamp(ri.hi, a, j + len);
+          const T* src = ri.base + h * d.W + ri.off;  // src[jx * sw] is x[c, h, jx * sw + off]
+          int64_t t = j;
+          for (; t < a; ++t) dd[t - j] = zero;
+          if (sw == 1) {
+            for (; t < b; ++t) dd[t - j] = src[t];
+          } else {
+            for (; t < b; ++t) dd[t - j] = src[t * sw];
+          }
+          for (; t < j + len; ++t) dd[t - j] = zero;
+        }
+        jj += len;
+      }
+      if (cols < nr)
+        for (int64_t k = 0; k < kn; ++k)
+          for (int64_t jj = cols; jj < nr; ++jj) sk[k * nr + jj] = zero;
+    }
+  }
+}
+
+// The transposed block for backward weight: dst[s * kc * nr + k * nr + jj] = cols[j0 + s*nr + jj,
+// p0 + k], i.e. op(B) = cols^T with pixels along K and kernel rows along N; same values as im2col.
+template <class T>
+void pack_cols_t(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  const T zero = T(0);
+  for (int64_t s = 0; s < nc; s += nr, dst += kc * nr) {
+    const int64_t cols = std::min<int64_t>(nr, nc - s);
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const int64_t r = j0 + s + jj, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
+      const T* base = x + c * d.H * d.W;
+      const int64_t hoff = kp * g.p.dil_h - g.p.pad_h, off = kq * g.p.dil_w - g.p.pad_w;
+      int64_t lo, hi;
+      col_range(g, kq, &lo, &hi);
+      T* dd = dst + jj;
+      for (int64_t k = 0; k < kc;) {
+        const int64_t q = p0 + k, i = q / OW, j = q % OW, len = std::min(kc - k, OW - j);
+        const int64_t h = i * sh + hoff;
+        T* o = dd + k * nr;
+        if (h < 0 || h >= d.H) {
+          for (int64_t t = 0; t < len; ++t) o[t * nr] = zero;
+        } else {
+          const int64_t a = std::clamp(lo, j, j + len), b = std::clamp(hi, a, j + len);
+          const T* src = base + h * d.W + off;
+          int64_t t = j;
+          for (; t < a; ++t) o[(t - j) * nr] = zero;
+          for (; t < b; ++t) o[(t - j) * nr] = src[t * sw];
+          for (; t < j + len; ++t) o[(t - j) * nr] = zero;
+        }
+        k += len;
+      }
+    }
+    for (int64_t jj = cols; jj < nr; ++jj)
+      for (int64_t k = 0; k < kc; ++k) dst[k * nr + jj] = zero;
+  }
+}
+
 // Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
 int64_t split_point(int64_t N, int T) { return T > 1 ? N / T * T : N; }
 
 std::size_t band_cols_elems(const Geometry& g, std::size_t elem) {
   return g.direct ? 0 : static_cast<std::size_t>(g.K * cols_ld(g.band_rows * g.d.OW, elem));
+}
+
+// Forward with fused im2col (pack_cols) or im2col into scratch + GEMM. Fused saves writing and
+// re-reading cols, but packs in runs along one output row: with narrow outputs (runs of a few
+// pixels) and few output channels per group (each packed value used by few rows), the plain
+// im2col's long block copies were as fast or faster in interleaved timings (AlexNet conv4/conv5:
+// OW 13, 192/128 channels per group), so those keep it. Backward weight makes the same choice
+// (pack_cols_t). CONVKIT_CONV_FUSED=1 / 0 forces either (tests run both on every shape).
+bool fused_forward(const Geometry& g) {
+  const char* e = std::getenv("CONVKIT_CONV_FUSED");
+  if (e && e[0] == '0') return false;
+  if (e && e[0] == '1') return true;
+  return g.d.OW >= 16 || g.d.OCg >= 256;
 }
 
 // ---- forward --------------------------------------------------------------------------------------
@@ -232,6 +350,13 @@ void forward_image(const Geometry& g, const T* xs, const T* ws, const T* bs, T* 
       gemm<T>(false, false, d.OCg, g.P, g.K, T(1), wg, g.K, xg, g.P, beta, yg, g.P, threads);
       continue;
     }
+    if (!cols) {  // fused im2col: the GEMM packs its B blocks straight from x (pack_cols)
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        pack_cols(g, xg, p0, kc, j0, nc, nr, dst);
+      };
+      gemm_packer<T>(false, d.OCg, g.P, g.K, T(1), wg, g.K, pb, beta, yg, g.P, threads);
+      continue;
+    }
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
@@ -251,13 +376,14 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   T* ys = y.ptr<T>();
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
-  const std::size_t ce = band_cols_elems(g, sizeof(T));
+  // The fused path needs no cols (see fused_forward).
+  const std::size_t ce = fused_forward(g) ? 0 : band_cols_elems(g, sizeof(T));
   if (n_split > 0) {
-    run_threads(nt, [&](int t, int T_) {
-      const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
-      if (b0 >= e0) return;
+    std::atomic<int64_t> next{0};
+    run_threads(nt, [&](int, int) {
       T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-      for (int64_t n = b0; n < e0; ++n) forward_image(g, xs, ws, bs, ys, n, cols, 1);
+      for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
+        forward_image(g, xs, ws, bs, ys, n, cols, 1);
     });
   }
   if (n_split < g.d.N) {
@@ -301,11 +427,11 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
   const int64_t n_split = split_point(g.d.N, nt);
   const std::size_t ce = band_cols_elems(g, sizeof(T));
   if (n_split > 0) {
-    run_threads(nt, [&](int t, int T_) {
-      const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
-      if (b0 >= e0) return;
+    std::atomic<int64_t> next{0};
+    run_threads(nt, [&](int, int) {
       T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-      for (int64_t n = b0; n < e0; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, 1);
+      for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
+        backward_data_image(g, gs, ws, dxs, n, dcols, 1);
     });
   }
   if (n_split < g.d.N) {
@@ -330,6 +456,13 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
+    if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t)
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        pack_cols_t(g, xg, p0, kc, j0, nc, nr, dst);
+      };
+      gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      continue;
+    }
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
@@ -352,7 +485,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = band_cols_elems(g, sizeof(T));
+  const std::size_t ce = fused_forward(g) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;

@@ -137,8 +137,13 @@ def _conv_params(fn, x_shape, w_shape, stride, padding, dilation, groups):
     return stride, padding, dilation, groups, (n, oc, oh, ow)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D convolution (cross-correlation). x [N, C, H, W], weight [OC, C/groups, KH, KW], bias [OC] or None."""
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
+    """2-D convolution (cross-correlation). x [N, C, H, W], weight [OC, C/groups, KH, KW], bias [OC] or None.
+
+    out: an array of the output's shape and dtype to write into (and return) instead of allocating
+    one, e.g. reused across calls; it must not overlap the inputs. (The same keyword on max_pool2d,
+    local_response_norm(_backward), linear and linear_backward_data/_weight.)
+    """
     fn = "conv2d"
     check_array(x, fn, "x", 4, "[N, C, H, W]")
     check_array(weight, fn, "weight", 4, "[OC, C/groups, KH, KW]")
@@ -148,7 +153,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         check_array(bias, fn, "bias", 1, "[OC]")
         check_same(fn, x, "x", bias=bias)
         check_shape(fn, "bias", bias, (weight.shape[0],))
-    return _core.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    return _core.conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out)
 
 
 def conv2d_backward_data(dy, weight, x_shape, stride=1, padding=0, dilation=1, groups=1):
@@ -194,6 +199,14 @@ def pool_out_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: 
     return out
 
 
+def _pair_out(fn, out):
+    if out is None:
+        return None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"{fn}: out must be a tuple of two arrays, got {type(out).__name__}")
+    return out
+
+
 def _pool_params(fn, x_shape, kernel_size, stride, padding, ceil_mode):
     kernel = _pair(kernel_size, fn, "kernel_size", 1)
     stride = kernel if stride is None else _pair(stride, fn, "stride", 1)
@@ -213,12 +226,15 @@ def _pool_params(fn, x_shape, kernel_size, stride, padding, ceil_mode):
     return kernel, stride, padding, bool(ceil_mode), (n, c, oh, ow)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
-    """Max pooling over x [N, C, H, W]; stride defaults to kernel_size. Returns y (and indices if asked)."""
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False, out=None):
+    """Max pooling over x [N, C, H, W]; stride defaults to kernel_size. Returns y (and indices if asked).
+
+    out: a tuple (y, indices) of preallocated arrays (float like x, int64) to write into instead of
+    allocating (the indices are always computed)."""
     fn = "max_pool2d"
     check_array(x, fn, "x", 4, "[N, C, H, W]")
     kernel, stride, padding, ceil_mode, _ = _pool_params(fn, x.shape, kernel_size, stride, padding, ceil_mode)
-    y, idx = _core.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+    y, idx = _core.max_pool2d_forward(x, kernel, stride, padding, ceil_mode, _pair_out(fn, out))
     return (y, idx) if return_indices else y
 
 
@@ -246,19 +262,20 @@ def _lrn_params(fn, size, alpha, beta, k):
     return size, alpha, beta, k
 
 
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, return_scale=False):
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, return_scale=False, out=None):
     """LRN across channels, PyTorch/Caffe convention (alpha divided by size); formula in csrc/ops/lrn.h.
 
     Returns y, or (y, scale) with scale = k + alpha/size * sum x^2 (what lrn_backward needs).
+    out: a tuple (y, scale) of preallocated arrays like x to write into instead of allocating.
     """
     fn = "local_response_norm"
     check_array(x, fn, "x", 4, "[N, C, H, W]")
     size, alpha, beta, k = _lrn_params(fn, size, alpha, beta, k)
-    y, scale = _core.lrn_forward(x, size, alpha, beta, k)
+    y, scale = _core.lrn_forward(x, size, alpha, beta, k, _pair_out(fn, out))
     return (y, scale) if return_scale else y
 
 
-def local_response_norm_backward(x, y, scale, dy, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm_backward(x, y, scale, dy, size, alpha=1e-4, beta=0.75, k=1.0, out=None):
     """Gradient of local_response_norm with respect to x."""
     fn = "local_response_norm_backward"
     check_array(x, fn, "x", 4, "[N, C, H, W]")
@@ -267,12 +284,12 @@ def local_response_norm_backward(x, y, scale, dy, size, alpha=1e-4, beta=0.75, k
         check_shape(fn, name, a, x.shape)
     check_same(fn, x, "x", y=y, scale=scale, dy=dy)
     size, alpha, beta, k = _lrn_params(fn, size, alpha, beta, k)
-    return _core.lrn_backward(x, y, scale, dy, size, alpha, beta, k)
+    return _core.lrn_backward(x, y, scale, dy, size, alpha, beta, k, out)
 
 
 # ---- linear ---------------------------------------------------------------------------------------
 
-def linear(x, weight, bias=None):
+def linear(x, weight, bias=None, out=None):
     """Fully connected: x [N, IN], weight [OUT, IN], bias [OUT] or None -> [N, OUT]."""
     fn = "linear"
     check_array(x, fn, "x", 2, "[N, IN]")
@@ -285,27 +302,27 @@ def linear(x, weight, bias=None):
         check_array(bias, fn, "bias", 1, "[OUT]")
         check_same(fn, x, "x", bias=bias)
         check_shape(fn, "bias", bias, (weight.shape[0],))
-    return _core.linear_forward(x, weight, bias)
+    return _core.linear_forward(x, weight, bias, out)
 
 
-def linear_backward_data(dy, weight):
+def linear_backward_data(dy, weight, out=None):
     fn = "linear_backward_data"
     check_array(dy, fn, "dy", 2, "[N, OUT]")
     check_array(weight, fn, "weight", 2, "[OUT, IN]")
     check_same(fn, dy, "dy", weight=weight)
     if dy.shape[1] != weight.shape[0]:
         raise ValueError(f"{fn}: dy must have shape [N, {weight.shape[0]}], got {_shape_str(dy.shape)}")
-    return _core.linear_backward_data(dy, weight)
+    return _core.linear_backward_data(dy, weight, out)
 
 
-def linear_backward_weight(x, dy):
+def linear_backward_weight(x, dy, out=None):
     fn = "linear_backward_weight"
     check_array(x, fn, "x", 2, "[N, IN]")
     check_array(dy, fn, "dy", 2, "[N, OUT]")
     check_same(fn, x, "x", dy=dy)
     if dy.shape[0] != x.shape[0]:
         raise ValueError(f"{fn}: dy must have shape [{x.shape[0]}, OUT], got {_shape_str(dy.shape)}")
-    return _core.linear_backward_weight(x, dy)
+    return _core.linear_backward_weight(x, dy, out)
 
 
 def linear_backward_bias(dy):
