@@ -13,7 +13,11 @@ noise for confidently classified images, so its FGSM moves those at random (conv
 as the sum of the other probabilities). Then both are timed interleaved (convkit, torch, convkit, ...)
 and reported as medians and the ratio convkit / torch (< 1: convkit is faster).
 
-    python benchmarks/bench_attacks.py [--threads 2] [--repeats 5] [--n 10000] [--batch-size 500]
+Both thread counts in --threads (default 1,2) are timed; the 1-minute load average is recorded before
+and after each case (the machine may be shared: a high load skews both sides).
+
+    python benchmarks/bench_attacks.py [--threads 1,2] [--repeats 5] [--n 10000] [--batch-size 500]
+                                       [--json benchmarks/results/attacks_speed.json]
 """
 from __future__ import annotations
 
@@ -72,7 +76,7 @@ def torch_pgd(R, tm, x, y, eps, steps, step, bs):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=0, help="threads for both (default: convkit's default)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts, each used for both sides")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per side (median)")
     ap.add_argument("--n", type=int, default=0, help="first N test images (default: all 10,000)")
     ap.add_argument("--batch-size", type=int, default=500)
@@ -91,10 +95,9 @@ def main(argv=None) -> int:
     from convkit.bench import time_pair
     from reference import attacks_torch as R
 
-    if args.threads:
-        convkit.set_num_threads(args.threads)
-    nt = convkit.get_num_threads()
-    torch.set_num_threads(nt)
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not threads or min(threads) < 1:
+        raise SystemExit(f"--threads must list positive thread counts, got {args.threads!r}")
     x, y, src = load(args.n)
     model = models.lenet5_fashion_mnist()
     tm = io.to_torch(model)
@@ -102,8 +105,8 @@ def main(argv=None) -> int:
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     eps, steps, bs = args.eps, 10, args.batch_size
     step = 2.5 * eps / steps
-    print(f"bench_attacks: LeNet-5 (shipped), {src}, n={len(x)}, batch {bs}, eps {eps}, {nt} thread(s), "
-          f"torch {torch.__version__}")
+    print(f"bench_attacks: LeNet-5 (shipped), {src}, n={len(x)}, batch {bs}, eps {eps}, threads {threads}, "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
 
     cases = {
         "fgsm": (lambda: A.fgsm(am, x, y, eps=eps), lambda: torch_fgsm(R, tm, tx, ty, eps, bs)),
@@ -117,31 +120,47 @@ def main(argv=None) -> int:
     x64, yv = torch.from_numpy(x[:v].astype(np.float64)), torch.from_numpy(y[:v])
     truth = {"fgsm": lambda: torch_fgsm(R, tm64, x64, yv, eps, bs),
              "pgd10": lambda: torch_pgd(R, tm64, x64, yv, eps, steps, step, bs)}
-    rows = []
+    # validate once (the images do not depend on the thread count: checked by comparing the runs)
+    checks = {}
     for name, (ck, pt) in cases.items():
         (xa, res), (ta, tpred) = ck(), pt()
         t64, t64pred = truth[name]()
-        acc_ck, acc_pt = res.robust_accuracy, float((tpred.numpy() == y).mean())
         acc_ck_v, acc_64 = float((res.adv_pred[:v] == y[:v]).mean()), float((t64pred.numpy() == y[:v]).mean())
         differ = float(np.mean(np.abs(xa[:v] - t64.numpy()) > 1.2e-7))
         differ_torch = float(np.mean(np.abs(ta.numpy()[:v] - t64.numpy()) > 1.2e-7))
         if (name == "fgsm" and differ > 1e-4) or abs(acc_ck_v - acc_64) > 0.005:
             raise AssertionError(f"{name}: convkit differs from the float64 attack: {differ:.2e} of pixels, "
                                  f"robust accuracy {acc_ck_v:.4f} vs {acc_64:.4f} on the first {v} images")
-        tc, tt = time_pair(ck, pt, args.repeats)
-        row = {"attack": name, "n": len(x), "threads": nt, "repeats": args.repeats, "convkit_s": tc, "torch_s": tt,
-               "ratio": tc / tt, "convkit_images_per_s": len(x) / tc, "torch_images_per_s": len(x) / tt,
-               "robust_accuracy_convkit": acc_ck, "robust_accuracy_torch": acc_pt,
-               "validation_images": v, "robust_accuracy_float64": acc_64,
-               "pixels_differing_from_float64_convkit": differ, "pixels_differing_from_float64_torch": differ_torch}
-        rows.append(row)
-        print(f"{name:6s} convkit {tc:8.3f} s ({len(x) / tc:7.0f} img/s)  torch {tt:8.3f} s ({len(x) / tt:7.0f} img/s)"
-              f"  ratio {tc / tt:5.2f}", flush=True)
-        print(f"       robust accuracy: convkit {acc_ck:.4f}, torch float32 {acc_pt:.4f}; on the first {v} images "
-              f"convkit {acc_ck_v:.4f}, float64 {acc_64:.4f}; pixels off the float64 attack: convkit {differ:.1e}, "
-              f"torch float32 {differ_torch:.1e}", flush=True)
+        checks[name] = {"robust_accuracy_convkit": res.robust_accuracy,
+                        "robust_accuracy_torch": float((tpred.numpy() == y).mean()),
+                        "validation_images": v, "robust_accuracy_float64": acc_64,
+                        "robust_accuracy_convkit_on_validation_images": acc_ck_v,
+                        "pixels_differing_from_float64_convkit": differ,
+                        "pixels_differing_from_float64_torch": differ_torch}
+        print(f"{name:6s} robust accuracy: convkit {res.robust_accuracy:.4f}, torch float32 "
+              f"{checks[name]['robust_accuracy_torch']:.4f}; on the first {v} images convkit {acc_ck_v:.4f}, "
+              f"float64 {acc_64:.4f}; pixels off the float64 attack: convkit {differ:.1e}, torch float32 "
+              f"{differ_torch:.1e}", flush=True)
+    rows = []
+    for nt in threads:
+        convkit.set_num_threads(nt)
+        torch.set_num_threads(nt)
+        for name, (ck, pt) in cases.items():
+            load0 = os.getloadavg()[0]
+            tc, tt = time_pair(ck, pt, args.repeats)
+            load1 = os.getloadavg()[0]
+            row = {"attack": name, "n": len(x), "threads": nt, "repeats": args.repeats, "convkit_s": tc,
+                   "torch_s": tt, "ratio": tc / tt, "convkit_images_per_s": len(x) / tc,
+                   "torch_images_per_s": len(x) / tt, "load_average_1min_before_after": [load0, load1],
+                   **checks[name]}
+            rows.append(row)
+            print(f"{name:6s} {nt} thread(s): convkit {tc:8.3f} s ({len(x) / tc:7.0f} img/s)  torch {tt:8.3f} s "
+                  f"({len(x) / tt:7.0f} img/s)  ratio {tc / tt:5.2f}  (load {load0:.1f} -> {load1:.1f})", flush=True)
     if args.json:
         out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "source": src, "torch": torch.__version__,
+               "command": "python benchmarks/bench_attacks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "batch_size": bs, "eps": eps, "pgd": {"steps": steps, "step_size": step, "random_start": False,
+                                                     "early_stop": False},
                "cpus": os.cpu_count(), "results": rows}
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
