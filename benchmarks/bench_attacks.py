@@ -11,7 +11,8 @@ the float64 steps (FGSM: all but 1e-4 of the pixels; PGD: robust accuracy within
 own float32 result is reported beside it: it computes d(-log p_c)/dz_c as p_c - 1, which is rounding
 noise for confidently classified images, so its FGSM moves those at random (convkit computes 1 - p_c
 as the sum of the other probabilities). Then both are timed interleaved (convkit, torch, convkit, ...)
-and reported as medians and the ratio convkit / torch (< 1: convkit is faster).
+and reported as medians and the ratio convkit / torch (< 1: convkit is faster), for the wall time and
+for the process CPU time.
 
 Both thread counts in --threads (default 1,2) are timed; the 1-minute load average is recorded before
 and after each case (the machine may be shared: a high load skews both sides).
@@ -74,6 +75,24 @@ def torch_pgd(R, tm, x, y, eps, steps, step, bs):
     return torch.cat(out), torch.cat(preds)
 
 
+def time_pair_cpu(f, g, repeats):
+    """Interleaved (f, g, f, g, ...) after one warm-up call each; medians of the wall seconds and of the
+    process CPU seconds (all threads) of each. Under a high load average the wall time includes waiting
+    for a core; with one thread the CPU time is the steadier measure of the work done."""
+    import statistics
+
+    f(), g()
+    wf, wg, cf, cg = [], [], [], []
+    for _ in range(repeats):
+        for fn, w, c in ((f, wf, cf), (g, wg, cg)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            w.append(time.perf_counter() - t0)
+            c.append(time.process_time() - c0)
+    med = statistics.median
+    return med(wf), med(wg), med(cf), med(cg)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts, each used for both sides")
@@ -92,7 +111,6 @@ def main(argv=None) -> int:
     import convkit
     from convkit import attacks as A
     from convkit import io, models
-    from convkit.bench import time_pair
     from reference import attacks_torch as R
 
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -147,15 +165,17 @@ def main(argv=None) -> int:
         torch.set_num_threads(nt)
         for name, (ck, pt) in cases.items():
             load0 = os.getloadavg()[0]
-            tc, tt = time_pair(ck, pt, args.repeats)
+            tc, tt, cc, ct = time_pair_cpu(ck, pt, args.repeats)
             load1 = os.getloadavg()[0]
             row = {"attack": name, "n": len(x), "threads": nt, "repeats": args.repeats, "convkit_s": tc,
-                   "torch_s": tt, "ratio": tc / tt, "convkit_images_per_s": len(x) / tc,
+                   "torch_s": tt, "ratio": tc / tt, "convkit_cpu_s": cc, "torch_cpu_s": ct, "cpu_ratio": cc / ct,
+                   "convkit_images_per_s": len(x) / tc,
                    "torch_images_per_s": len(x) / tt, "load_average_1min_before_after": [load0, load1],
                    **checks[name]}
             rows.append(row)
             print(f"{name:6s} {nt} thread(s): convkit {tc:8.3f} s ({len(x) / tc:7.0f} img/s)  torch {tt:8.3f} s "
-                  f"({len(x) / tt:7.0f} img/s)  ratio {tc / tt:5.2f}  (load {load0:.1f} -> {load1:.1f})", flush=True)
+                  f"({len(x) / tt:7.0f} img/s)  ratio {tc / tt:5.2f}; CPU seconds {cc:.3f} vs {ct:.3f}, ratio "
+                  f"{cc / ct:5.2f}  (load {load0:.1f} -> {load1:.1f})", flush=True)
     if args.json:
         out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "source": src, "torch": torch.__version__,
                "command": "python benchmarks/bench_attacks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
