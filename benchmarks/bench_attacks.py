@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--json", default="", help="also write the results here (rewritten after every row)")
+    ap.add_argument("--attacks", default="fgsm,pgd10", help="which of fgsm,pgd10 to run")
     ap.add_argument("--validate", type=int, default=2000, help="validate on the first N images")
     args = ap.parse_args(argv)
     try:
@@ -136,6 +137,10 @@ def main(argv=None) -> int:
                                 early_stop=False),
                   lambda: torch_pgd(R, tm, tx, ty, eps, steps, step, bs)),
     }
+    chosen = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not chosen or any(a not in cases for a in chosen):
+        raise SystemExit(f"--attacks must list some of {list(cases)}, got {args.attacks!r}")
+    cases = {a: cases[a] for a in chosen}
     # the float64 truth for validation
     v = min(len(x), args.validate)
     tm64 = io.to_torch(models.lenet5_fashion_mnist(dtype=np.float64))
