@@ -17,8 +17,13 @@ then each run is timed (one after the other, the same number of L-BFGS iteration
 iterations, evaluations, ms per evaluation, the final losses, and the ratio convkit / torch (< 1: convkit is
 faster). Then convkit alone at LARGE x LARGE (512 by default; --torch-large times torch there too).
 
+The seconds of each run are wall time; cpu_seconds (process CPU time, all threads) is recorded beside
+them, and the load average before and after, because on a shared machine other work skews the wall time.
+--eval-filters adds single-evaluation timings (convkit and torch interleaved, medians).
+
     python benchmarks/bench_style.py [--size 256] [--iterations 300] [--filters 128] [--large 512]
-                                     [--threads N] [--json out.json]
+                                     [--large-iterations N] [--eval-filters 32,128] [--threads N]
+                                     [--json out.json]
 """
 from __future__ import annotations
 
@@ -81,10 +86,11 @@ class TorchObjective:
 
 def _lbfgs(fun, x0, iterations):
     """The driver convkit.style uses (scipy L-BFGS-B, bounds [0, 1], restarted if the float32 line search
-    stalls), for both sides."""
-    t = time.perf_counter()
+    stalls), for both sides. Returns the wall seconds and the process CPU seconds (all threads): on a shared
+    machine the CPU seconds are the steadier measure of the work each side does."""
+    t, c = time.perf_counter(), time.process_time()
     x, its, nfev, message = S.lbfgs(fun, x0, iterations)
-    return x, its, nfev, message, time.perf_counter() - t
+    return x, its, nfev, message, time.perf_counter() - t, time.process_time() - c
 
 
 def problem(size, filters, seed=0):
@@ -104,10 +110,12 @@ def run_convkit(size, filters, iterations):
         total, g, _ = obj(xf.astype(np.float32).reshape(shape))
         return total, np.asarray(g, np.float64).reshape(-1)
 
-    x, its, nfev, message, secs = _lbfgs(fun, x0, iterations)
+    load0 = os.getloadavg()[0]
+    x, its, nfev, message, secs, cpu = _lbfgs(fun, x0, iterations)
     final = obj(x.astype(np.float32).reshape(shape), need_grad=False)[2]
     start = obj(x0, need_grad=False)[2]
-    return {"seconds": secs, "iterations": its, "evaluations": nfev, "message": message,
+    return {"seconds": secs, "cpu_seconds": cpu, "load_average_1min_before_after": [load0, os.getloadavg()[0]],
+            "iterations": its, "evaluations": nfev, "message": message,
             "ms_per_evaluation": 1e3 * secs / nfev, "start": _short(start), "final": _short(final),
             "gmac_per_evaluation": 2 * net.macs(size, size) / 1e9}
 
@@ -117,8 +125,10 @@ def run_torch(torch, size, filters, iterations):
     tobj = TorchObjective(torch, net, S._to_nchw(content, np.float32), S._to_nchw(style, np.float32), ALPHA, BETA,
                           net.content_layers, net.style_layers)
     x0 = S._to_nchw(content, np.float32)
-    x, its, nfev, message, secs = _lbfgs(lambda xf: tobj(xf, x0.shape), x0, iterations)
-    return {"seconds": secs, "iterations": its, "evaluations": nfev, "message": message,
+    load0 = os.getloadavg()[0]
+    x, its, nfev, message, secs, cpu = _lbfgs(lambda xf: tobj(xf, x0.shape), x0, iterations)
+    return {"seconds": secs, "cpu_seconds": cpu, "load_average_1min_before_after": [load0, os.getloadavg()[0]],
+            "iterations": its, "evaluations": nfev, "message": message,
             "ms_per_evaluation": 1e3 * secs / nfev, "start": tobj.parts(x0), "final": tobj.parts(x.reshape(x0.shape))}
 
 
@@ -148,12 +158,33 @@ def validate(torch, size, filters):
         raise SystemExit("convkit and torch objectives disagree; not timing")
 
 
+def per_evaluation(torch, size, filters, repeats):
+    """One objective + gradient evaluation at the content image, convkit and torch interleaved, medians."""
+    from convkit.bench import time_pair
+
+    net, content, style = problem(size, filters)
+    obj = S.StyleObjective(net, content, style, alpha=ALPHA, beta=BETA)
+    tobj = TorchObjective(torch, net, S._to_nchw(content, np.float32), S._to_nchw(style, np.float32), ALPHA, BETA,
+                          net.content_layers, net.style_layers)
+    x = S._to_nchw(content, np.float32)
+    xf = x.astype(np.float64).reshape(-1)
+    load0 = os.getloadavg()[0]
+    tc, tt = time_pair(lambda: obj(x), lambda: tobj(xf, x.shape), repeats)
+    return {"filters": filters, "size": size, "repeats": repeats, "convkit_ms": 1e3 * tc, "torch_ms": 1e3 * tt,
+            "ratio": tc / tt, "load_average_1min_before_after": [load0, os.getloadavg()[0]]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--large", type=int, default=512, help="also time convkit at this size (0: skip)")
     ap.add_argument("--torch-large", action="store_true", help="time torch at --large too")
     ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--large-iterations", type=int, default=0, help="L-BFGS iterations at --large (default: "
+                                                                   "--iterations)")
+    ap.add_argument("--eval-filters", default="", help="also time single evaluations (interleaved, median of "
+                                                       "--eval-repeats) at --size for these filter counts, e.g. 32,128")
+    ap.add_argument("--eval-repeats", type=int, default=5)
     ap.add_argument("--filters", type=int, default=128, help="random filters per scale")
     ap.add_argument("--threads", type=int, default=0, help="threads for both (0: convkit's default)")
     ap.add_argument("--json", default=None)
@@ -168,14 +199,25 @@ def main(argv=None):
     print(f"{name}\nthreads {threads} (convkit and torch), torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     validate(torch, 64, args.filters)
-    out = {"problem": name, "threads": threads, "torch": torch.__version__, "alpha": ALPHA, "beta": BETA}
+    out = {"problem": name, "threads": threads, "torch_version": torch.__version__, "alpha": ALPHA, "beta": BETA,
+           "command": "python benchmarks/bench_style.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg()),
+           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.eval_filters:
+        out["per_evaluation"] = []
+        for nf in (int(v) for v in args.eval_filters.split(",") if v.strip()):
+            r = per_evaluation(torch, args.size, nf, args.eval_repeats)
+            out["per_evaluation"].append(r)
+            print(f"one evaluation at {args.size}x{args.size}, {nf} filters per scale: convkit {r['convkit_ms']:.0f} ms, "
+                  f"torch {r['torch_ms']:.0f} ms (medians of {r['repeats']} interleaved), ratio {r['ratio']:.2f}",
+                  flush=True)
     ck = run_convkit(args.size, args.filters, args.iterations)
-    print(f"convkit {args.size}x{args.size}: {ck['seconds']:.1f} s, {ck['iterations']} iterations, {ck['evaluations']} "
+    print(f"convkit {args.size}x{args.size}: {ck['seconds']:.1f} s (cpu {ck['cpu_seconds']:.1f} s), {ck['iterations']} iterations, {ck['evaluations']} "
           f"evaluations, {ck['ms_per_evaluation']:.0f} ms/evaluation ({ck['gmac_per_evaluation']:.1f} GMAC of "
           f"convolution each); style loss {ck['start']['style']:.3g} -> {ck['final']['style']:.3g}, content "
           f"{ck['final']['content']:.3g}")
     th = run_torch(torch, args.size, args.filters, args.iterations)
-    print(f"torch   {args.size}x{args.size}: {th['seconds']:.1f} s, {th['iterations']} iterations, {th['evaluations']} "
+    print(f"torch   {args.size}x{args.size}: {th['seconds']:.1f} s (cpu {th['cpu_seconds']:.1f} s), {th['iterations']} iterations, {th['evaluations']} "
           f"evaluations, {th['ms_per_evaluation']:.0f} ms/evaluation; style loss {th['start']['style']:.3g} -> "
           f"{th['final']['style']:.3g}, content {th['final']['content']:.3g}")
     ratio = ck["seconds"] / th["seconds"]
@@ -184,17 +226,18 @@ def main(argv=None):
           f"is faster")
     out.update({"convkit": ck, "torch": th, "ratio_total": ratio, "ratio_per_evaluation": ratio_eval})
     if args.large:
-        cl = run_convkit(args.large, args.filters, args.iterations)
-        print(f"convkit {args.large}x{args.large}: {cl['seconds']:.1f} s, {cl['iterations']} iterations, "
+        cl = run_convkit(args.large, args.filters, args.large_iterations or args.iterations)
+        print(f"convkit {args.large}x{args.large}: {cl['seconds']:.1f} s (cpu {cl['cpu_seconds']:.1f} s), {cl['iterations']} iterations, "
               f"{cl['evaluations']} evaluations, {cl['ms_per_evaluation']:.0f} ms/evaluation; style loss "
               f"{cl['start']['style']:.3g} -> {cl['final']['style']:.3g}")
         out["convkit_large"] = cl
         if args.torch_large:
-            tl = run_torch(torch, args.large, args.filters, args.iterations)
+            tl = run_torch(torch, args.large, args.filters, args.large_iterations or args.iterations)
             print(f"torch   {args.large}x{args.large}: {tl['seconds']:.1f} s, {tl['ms_per_evaluation']:.0f} "
                   f"ms/evaluation; ratio {cl['seconds'] / tl['seconds']:.2f}")
             out["torch_large"] = tl
     print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine skews both sides)")
+    out["load_average_at_end"] = list(os.getloadavg())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

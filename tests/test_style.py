@@ -1,5 +1,6 @@
 """Style transfer: each loss and its gradient, the backbones (random filters, any convkit network, VGG-19
 imported from a PyTorch state dict), the optimizers, the CLI, and a run on real photographs."""
+import json
 import os
 
 import numpy as np
@@ -368,9 +369,17 @@ def test_cli_writes_png(tmp_path, capsys):
     # the lecture's figure: a second run with more weight to the style, both results and a figure
     fig = tmp_path / "fig.png"
     rc = main(["style", "skimage:astronaut", "skimage:gravel", "-o", str(out), "--size", "24", "--iterations", "2",
-               "--filters", "4", "--scales", "3,5", "--no-progress", "--compare-beta", "1e6", "--figure", str(fig)])
+               "--filters", "4", "--scales", "3,5", "--no-progress", "--compare-beta", "1e6", "--figure", str(fig),
+               "--json", str(tmp_path / "report.json")])
     assert rc == 0
     assert S.load_image(tmp_path / "out_beta1e+06.png").shape == (24, 24, 3)
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert [r["beta"] for r in rep["runs"]] == [1e4, 1e6]
+    assert all(r["iterations"] <= 2 and r["style_drop"] > 1 for r in rep["runs"])
+    # the reported difference is that of the two results; the PNGs hold them rounded to 1/255
+    png_diff = float(np.abs(S.load_image(out) - S.load_image(tmp_path / "out_beta1e+06.png")).mean())
+    assert rep["mean_abs_difference"] > 0 and abs(rep["mean_abs_difference"] - png_diff) <= 1 / 255
+    assert rep["content_loss_of_style_image"] > rep["runs"][0]["final"]["content"]
     assert S.load_image(fig).shape[1] > 4 * S.load_image(fig).shape[0] // 2  # four panels side by side
     # texture synthesis: CONTENT only sets the size
     rc = main(["style", "skimage:chelsea", "skimage:brick", "-o", str(out), "--size", "30", "--iterations", "2",

@@ -43,9 +43,11 @@ Adam (clamping the image to [0, 1] after every step). Both show a tqdm progress 
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -928,6 +930,32 @@ def _cmd_style(args) -> int:
         root, ext = os.path.splitext(args.output)
         save_image(f"{root}_beta{args.compare_beta:g}{ext or '.png'}", results[1].image)
         print(f"  wrote {root}_beta{args.compare_beta:g}{ext or '.png'}")
+    if args.compare_beta is not None:
+        diff = float(np.abs(results[0].image - results[1].image).mean())
+        print(f"  mean |difference| between the two results: {diff:.4f} (pixels in [0, 1])")
+    if args.json:
+        rep = {"argv": sys.argv[1:], "size": list(size), "backbone": repr(backbone), "alpha": args.alpha,
+               "texture": bool(args.texture), "runs": []}
+        if not args.texture:
+            # the content loss of the style image itself (the photo replaced by the texture): the yardstick for
+            # how much of the content a result keeps
+            ref = StyleObjective(backbone, content_img, None, alpha=1.0, beta=0.0)
+            rep["content_loss_of_style_image"] = float(ref(_to_nchw(load_image(style_img, size), backbone.dtype),
+                                                           need_grad=False)[2]["content"])
+        for beta, r in zip(betas, results):
+            rep["runs"].append({"beta": beta, "optimizer": r.optimizer, "iterations": r.iterations,
+                                "evaluations": r.evaluations, "seconds": r.seconds, "start": _plain(r.start),
+                                "final": _plain(r.final),
+                                "style_drop": r.start["style"] / max(r.final["style"], 1e-300)})
+        if len(results) == 2:
+            rep["mean_abs_difference"] = float(np.abs(results[0].image - results[1].image).mean())
+        try:
+            rep["load_average"] = list(os.getloadavg())
+        except (AttributeError, OSError):
+            pass
+        with open(args.json, "w") as f:
+            json.dump(rep, f, indent=1)
+        print(f"  report {args.json}")
     if args.figure:
         caps = []
         for beta in betas:
@@ -939,6 +967,10 @@ def _cmd_style(args) -> int:
         style_figure(content_img, style_img, list(zip(caps, [r.image for r in results])), args.figure)
         print(f"  figure {args.figure}")
     return 0
+
+
+def _plain(parts) -> dict:
+    return {k: float(v) for k, v in parts.items()}
 
 
 def _add_cli(sub):
@@ -973,5 +1005,8 @@ def _add_cli(sub):
                    help="run again with style weight BETA2 (written to OUT_betaBETA2.png; with --figure: the "
                         "lecture's figure, more weight to content vs more weight to style)")
     p.add_argument("--figure", default=None, metavar="FIG.png", help="also draw content | style | result(s)")
+    p.add_argument("--json", default=None, metavar="REPORT.json",
+                   help="also write the losses, times and (with --compare-beta) the mean |difference| of the two "
+                        "results")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_style)

@@ -127,7 +127,8 @@ def run(args) -> int:
     am = AttackModel(model, bounds=(0.0, 1.0), batch_size=args.batch_size)
     names = class_names()
     os.makedirs(args.out, exist_ok=True)
-    report = {"method": method, "model": args.model, "device": args.device}
+    report = {"method": method, "model": args.model, "device": args.device,
+              "argv": sys.argv[1:], "load_average_start": _loadavg()}
     pictures = []
     targeted = args.target is not None and args.target != "all"
     target = int(args.target) if targeted else None
@@ -201,6 +202,7 @@ def run(args) -> int:
             md += [f"Data: {desc}", "", "```", res.summary(), "```", ""]
     report["pictures"] = [os.path.basename(p) for p in pictures]
     report["seconds"] = time.perf_counter() - t0
+    report["load_average_end"] = _loadavg()
     md += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pictures]
     _atomic_text(os.path.join(args.out, "report.json"), json.dumps(report, indent=1))
     _atomic_text(os.path.join(args.out, "report.md"), "\n".join(md) + "\n")
@@ -208,6 +210,14 @@ def run(args) -> int:
     print(f"wrote {', '.join(pictures + [os.path.join(args.out, 'report.json'), os.path.join(args.out, 'report.md')])}"
           f" in {report['seconds']:.1f} s", file=sys.stderr)
     return 0
+
+
+def _loadavg():
+    """(1, 5, 15)-minute load averages, so timings in a report can be judged; None where unavailable."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _pick(res, k: int, stride: int = 1):

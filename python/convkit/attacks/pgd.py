@@ -27,22 +27,36 @@ from .losses import check_loss, objective
 from .result import finish
 
 
+_BOX_CHUNK = 1 << 17  # elements per block of linf_box (1 MiB of float64: cache-sized, no page-faulting temporaries)
+
+
 def linf_box(x: np.ndarray, eps: float, bounds):
     """(lower, upper) in x's dtype with lo <= lower <= x <= upper <= hi and, exactly as measured in
     float64, x - lower <= eps and upper - x <= eps. x +- eps is formed in float64 and rounded inward
-    (toward x): a plain float32 x + float32(eps) can overshoot eps, by the rounding of eps itself."""
+    (toward x): a plain float32 x + float32(eps) can overshoot eps, by the rounding of eps itself.
+    Computed in blocks of about _BOX_CHUNK elements, so the float64 temporaries stay in cache (over the
+    whole Fashion-MNIST test set the unblocked version was a fifth of FGSM's time)."""
     lo, hi = bounds
     dt = x.dtype
-    x64 = x.astype(np.float64)
-    up64 = np.minimum(x64 + eps, hi)
-    upper = up64.astype(dt)
-    over = upper > up64
-    upper[over] = np.nextafter(upper[over], np.asarray(-np.inf, dt))
-    lo64 = np.maximum(x64 - eps, lo)
-    lower = lo64.astype(dt)
-    under = lower < lo64
-    lower[under] = np.nextafter(lower[under], np.asarray(np.inf, dt))
-    return lower, upper
+    flat = np.ascontiguousarray(x).reshape(-1)
+    lower = np.empty(flat.shape, dt)
+    upper = np.empty(flat.shape, dt)
+    down, up = np.asarray(-np.inf, dt), np.asarray(np.inf, dt)
+    for s in range(0, flat.size, _BOX_CHUNK):
+        xb = flat[s:s + _BOX_CHUNK].astype(np.float64)
+        u64 = np.minimum(xb + eps, hi)
+        ub = upper[s:s + _BOX_CHUNK]
+        ub[...] = u64
+        over = ub > u64
+        if over.any():
+            ub[over] = np.nextafter(ub[over], down)
+        l64 = np.maximum(xb - eps, lo)
+        lb = lower[s:s + _BOX_CHUNK]
+        lb[...] = l64
+        under = lb < l64
+        if under.any():
+            lb[under] = np.nextafter(lb[under], up)
+    return lower.reshape(x.shape), upper.reshape(x.shape)
 
 
 def project(x_adv: np.ndarray, x: np.ndarray, eps: float, norm: str, bounds) -> np.ndarray:
