@@ -53,8 +53,13 @@ case "$core" in
   "$OUT"/venv/*) echo "   instrumented core: $core" ;;
   *) echo "error: the sanitizer venv imports convkit from $core, not from $OUT/venv" >&2; exit 1 ;;
 esac
-nm -D "$core" | grep -q __asan_init || nm -D "$core" | grep -q __asan_report || {
-  echo "error: $core is not instrumented with ASan" >&2; exit 1; }
+# (the symbol list is read whole first: `nm | grep -q` under pipefail fails when grep exits early and nm
+# gets SIGPIPE, which made an instrumented core look uninstrumented)
+syms=$(nm -D "$core")
+case "$syms" in
+  *__asan_init*|*__asan_report*) ;;
+  *) echo "error: $core is not instrumented with ASan" >&2; exit 1 ;;
+esac
 t1=$(date +%s)
 echo "   build: $((t1 - t0)) s"
 
