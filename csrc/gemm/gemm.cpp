@@ -31,6 +31,7 @@
 #include <cstring>
 #include <exception>
 #include <stdexcept>
+#include <type_traits>
 
 #include "convkit/parallel.h"
 #include "convkit/runtime.h"
@@ -325,6 +326,20 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
   gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads);
 }
 
+// Calls f(integral_constant<int, MR>, integral_constant<int, NR>) for the microkernel's register-block
+// shape: the one list of the shapes the drivers are instantiated for.
+template <class T, class F>
+void with_block_shape(const Kernel<T>& kn, F&& f) {
+  using std::integral_constant;
+  if (kn.mr == 12 && kn.nr == 32) f(integral_constant<int, 12>{}, integral_constant<int, 32>{});
+  else if (kn.mr == 12 && kn.nr == 16) f(integral_constant<int, 12>{}, integral_constant<int, 16>{});
+  else if (kn.mr == 6 && kn.nr == 16) f(integral_constant<int, 6>{}, integral_constant<int, 16>{});
+  else if (kn.mr == 6 && kn.nr == 8) f(integral_constant<int, 6>{}, integral_constant<int, 8>{});
+  else if (kn.mr == 4 && kn.nr == 8) f(integral_constant<int, 4>{}, integral_constant<int, 8>{});
+  else if (kn.mr == 4 && kn.nr == 4) f(integral_constant<int, 4>{}, integral_constant<int, 4>{});
+  else throw std::logic_error("gemm: no driver for this microkernel shape");
+}
+
 // ---- matrix-vector and rank-1 paths ---------------------------------------------------------------
 
 // Contiguous copy of a strided vector into scratch (or the vector itself when already contiguous).
@@ -501,13 +516,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   }
 
   const Kernel<T>& kn = kernel<T>();
-  if (kn.mr == 12 && kn.nr == 32) gemm_packed<T, 12, 32>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else if (kn.mr == 12 && kn.nr == 16) gemm_packed<T, 12, 16>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else if (kn.mr == 6 && kn.nr == 16) gemm_packed<T, 6, 16>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else if (kn.mr == 6 && kn.nr == 8) gemm_packed<T, 6, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
-  else throw std::logic_error("gemm: no driver for this microkernel shape");
+  with_block_shape(kn, [&](auto mr, auto nr) {
+    gemm_packed<T, decltype(mr)::value, decltype(nr)::value>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+  });
 }
 
 template <class T>
@@ -521,13 +532,9 @@ void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T
   const Mat<T> Am{A, lda, trans_a};
   const Kernel<T>& kn = kernel<T>();
   auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
-  if (kn.mr == 12 && kn.nr == 32) gemm_packed<T, 12, 32>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else if (kn.mr == 12 && kn.nr == 16) gemm_packed<T, 12, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else if (kn.mr == 6 && kn.nr == 16) gemm_packed<T, 6, 16>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else if (kn.mr == 6 && kn.nr == 8) gemm_packed<T, 6, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else if (kn.mr == 4 && kn.nr == 8) gemm_packed<T, 4, 8>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else if (kn.mr == 4 && kn.nr == 4) gemm_packed<T, 4, 4>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
-  else throw std::logic_error("gemm: no driver for this microkernel shape");
+  with_block_shape(kn, [&](auto mr, auto nr) {
+    gemm_packed<T, decltype(mr)::value, decltype(nr)::value>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+  });
 }
 
 template void gemm_packer<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
