@@ -223,10 +223,13 @@ def find_browser():
 def browser(args, url, timeout=120):
     """Headless chromium (as root it needs --no-sandbox) with a throwaway profile; stdout."""
     exe = find_browser()
+    # The browser is not convkit's code: under the sanitizer job (.ci/sanitize.sh preloads libasan into the
+    # test process) it must not inherit the preload, which made it crawl past the timeout.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
     with tempfile.TemporaryDirectory() as profile:
         p = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                             "--disable-extensions", f"--user-data-dir={profile}", *args, url],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr
 
 
