@@ -259,6 +259,76 @@ def test_gemm_forward_fused_layer_shapes(mode, shape, rng):
 
 
 @st.composite
+def same_problems(draw):
+    """Stride 1, output the size of the input ("same" padding: AlexNet conv2-5), which the GEMM
+    path's forward packs with pack_cols_strips as one run per strip: strips of 16 pixels that cross output rows, planes
+    narrower than a strip, partial last strips, dilation, groups, both dtypes."""
+    groups = draw(st.sampled_from([1, 2, 3]))
+    cg, ocg = draw(st.integers(1, 5)), draw(st.integers(1, 9))
+    kh, dh = draw(st.sampled_from([(1, 1), (3, 1), (5, 1), (7, 1), (2, 2), (3, 2), (4, 2), (3, 3)]))
+    kw, dw = draw(st.sampled_from([(1, 1), (3, 1), (5, 1), (7, 1), (2, 2), (3, 2), (4, 2), (3, 3)]))
+    return dict(x_shape=(draw(st.integers(1, 3)), cg * groups, draw(st.integers(1, 20)), draw(st.integers(1, 40))),
+                w_shape=(ocg * groups, cg, kh, kw), padding=(dh * (kh - 1) // 2, dw * (kw - 1) // 2),
+                dilation=(dh, dw), groups=groups, dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()))
+
+
+@pytest.mark.parametrize("mode", ["auto", "1"])
+@given(pr=same_problems())
+def test_gemm_forward_same_convolutions(mode, pr):
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]) + 11)
+    x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], pr["dtype"], pr["bias"])
+    env = fused_forward(mode) if mode != "auto" else contextlib.nullcontext()
+    with cpu_impl("gemm"), env:
+        y = F.conv2d(x, w, b, padding=pr["padding"], dilation=pr["dilation"], groups=pr["groups"])
+        assert y.shape[2:] == x.shape[2:]
+        check_all(x, w, b, 1, pr["padding"], pr["dilation"], pr["groups"])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [  # x shape, w shape, stride, padding
+    ((2, 4, 9, 13), (6, 4, 3, 5), 1, (1, 2)),      # "same": one run per strip across rows
+    ((2, 3, 23, 23), (5, 3, 5, 5), 2, 1),           # strided: phase-split source, strips across rows
+    ((2, 3, 35, 37), (4, 3, 11, 11), 4, 2),         # AlexNet conv1-like with padding
+    ((2, 2, 3, 4), (3, 2, 2, 1), 1, (2, 3))])       # padding wider than the kernel: OW > W
+def test_gemm_forward_border_values_stay_out(dt, geom, rng):
+    # pack_cols_strips reads whole strips of x (or its phase-split copy) and clears the lanes that
+    # belong to the padding; an inf at a row's first or last column must reach exactly the outputs
+    # whose windows cover it (as +-inf), never others through a cleared lane (as NaN or inf)
+    xs, ws, stride, padding = geom
+    x = rng.standard_normal(xs).astype(dt)
+    x[0, 1, xs[2] // 2, 0] = np.inf
+    x[1, xs[1] - 1, xs[2] - 1, xs[3] - 1] = -np.inf
+    w = rng.standard_normal(ws).astype(dt)
+    for mode in ("auto", "1"):
+        env = fused_forward(mode) if mode != "auto" else contextlib.nullcontext()
+        with cpu_impl("gemm"), env:
+            y = F.conv2d(x, w, None, stride=stride, padding=padding)
+        want = ref.conv2d(x, w, None, stride=stride, padding=padding)
+        assert np.array_equal(np.isfinite(y), np.isfinite(want)), mode
+        assert not np.isnan(y).any() and not np.isnan(want).any()
+        assert (~np.isfinite(want)).any()
+        assert np.array_equal(y[~np.isfinite(y)], want[~np.isfinite(want)])
+        fin = np.isfinite(want)
+        mag = ref.conv2d(np.abs(np.where(np.isfinite(x), x, 0)), np.abs(w), None, stride=stride, padding=padding)
+        n_terms = ws[1] * ws[2] * ws[3] + 1
+        assert_close(y[fin], want[fin], rtol=0, atol=bound(n_terms, mag[fin], dt), name="y")
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("shape", [  # x, w, padding: GEMMs with M > N (split over M between threads),
+    ((2, 300, 3, 3), (520, 300, 1, 1), 0),  # several K blocks of the packed weights, M not a multiple
+    ((3, 70, 4, 5), (263, 70, 3, 3), 1)])    # of the microkernel's rows
+def test_gemm_prepacked_weights_tall_products(nthreads, shape, rng):
+    # forward reads W [OC, K] and backward data W^T [K, OC] as panels packed once per call (gemm_pack_a)
+    xs, ws, p = shape
+    x, w, b = random_problem(rng, xs, ws, np.float32)
+    with cpu_impl("gemm"), threads(nthreads):
+        check_all(x, w, b, 1, p)
+        check_all(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, p)
+
+
+@st.composite
 def direct_problems(draw):
     """What the direct kernel takes: float32, stride 1. Output widths across the 8- and 16-pixel
     tiles, output channels across the 6-channel blocks, dilation, groups, padding."""

@@ -170,7 +170,13 @@ void pack_a(const Mat<T>& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* 
         for (int i = 0; i < rows; ++i) d[i] = src[i];
         for (int i = rows; i < MR; ++i) d[i] = T(0);
       }
-    } else {  // row i of the strip is contiguous: A[(i0 + s + i) * lda + p0 + k]
+    } else if (rows == MR) {  // row i of the strip is contiguous: MR read streams, one write stream
+      const T* src[MR];
+      for (int i = 0; i < MR; ++i) src[i] = A.at(i0 + s + i, p0);
+      for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i][k];
+    } else {
       for (int i = 0; i < rows; ++i) {
         const T* src = A.at(i0 + s + i, p0);
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
@@ -182,21 +188,39 @@ void pack_a(const Mat<T>& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* 
 }
 
 // op(B)[p0 : p0+kc, j0 : j0+nc] -> NR-wide micro-panels: dst[s][k][j], zero columns past nc.
+// Untransposed B is copied a few rows at a time across all the strips: the rows are read in long
+// sequential runs (one strip after the other would walk down the columns, a new line and often a
+// new page per value row), and each strip still receives a contiguous run of writes.
 template <class T, int NR>
 void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) {
-  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
-    const int cols = static_cast<int>(std::min<int64_t>(NR, nc - s));
-    if (!B.trans) {  // row k of the strip is contiguous: B[(p0 + k) * ldb + j0 + s + j]
-      for (int64_t k = 0; k < kc; ++k) {
-        const T* src = B.at(p0 + k, j0 + s);
-        T* d = dst + k * NR;
-        if (cols == NR) {
-          std::memcpy(d, src, sizeof(T) * NR);
-        } else {
-          for (int j = 0; j < cols; ++j) d[j] = src[j];
-          for (int j = cols; j < NR; ++j) d[j] = T(0);
+  if (!B.trans) {  // row k of the block is contiguous: B[(p0 + k) * ldb + j0 + j]
+    constexpr int64_t kRows = 8;
+    const int64_t full = nc / NR * NR;
+    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+      const int64_t k1 = std::min(kc, k0 + kRows);
+      for (int64_t s = 0; s < full; s += NR) {
+        T* d = dst + s * kc;
+        for (int64_t k = k0; k < k1; ++k) std::memcpy(d + k * NR, B.at(p0 + k, j0 + s), sizeof(T) * NR);
+      }
+      if (full < nc) {
+        T* d = dst + full * kc;
+        for (int64_t k = k0; k < k1; ++k) {
+          const T* src = B.at(p0 + k, j0 + full);
+          for (int64_t j = 0; j < nc - full; ++j) d[k * NR + j] = src[j];
+          for (int64_t j = nc - full; j < NR; ++j) d[k * NR + j] = T(0);
         }
       }
+    }
+    return;
+  }
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    const int cols = static_cast<int>(std::min<int64_t>(NR, nc - s));
+    if (cols == NR) {  // column j of the strip is contiguous: NR read streams, one write stream
+      const T* src[NR];
+      for (int j = 0; j < NR; ++j) src[j] = B.at(p0, j0 + s + j);
+      for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 32
+        for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j][k];
     } else {  // column j of the strip is contiguous: B[(j0 + s + j) * ldb + p0 + k]
       for (int j = 0; j < cols; ++j) {
         const T* src = B.at(p0, j0 + s + j);
@@ -208,16 +232,32 @@ void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* 
   }
 }
 
+// Where the blocked driver gets its A micro-panels: packed from a strided matrix into scratch for
+// each block (mat), or read in place from panels packed once beforehand (pre, see gemm_pack_a:
+// K block after K block, each [M / MR panels][kc][MR], so block (pc, rows r..) starts at
+// pre + pc * mpad + r * kc). row0: the first row of this sub-problem (a multiple of MR).
+template <class T, int MR>
+struct ASource {
+  Mat<T> mat;
+  const T* pre;
+  int64_t mpad, row0;
+  const T* panels(int64_t ic, int64_t mc, int64_t pc, int64_t kc, T* scratch) const {
+    if (pre) return pre + pc * mpad + (row0 + ic) * kc;
+    pack_a<T, MR>(mat, row0 + ic, mc, pc, kc, scratch);
+    return scratch;
+  }
+};
+
 // ---- the blocked driver (one thread, one sub-problem) ---------------------------------------------
 
 // packb(p0, kc, j0, nc, dst) packs op(B)[p0 : p0+kc, j0 : j0+nc] (columns relative to this
 // sub-problem) into NR-wide micro-panels.
 template <class T, int MR, int NR, class PackB>
-void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
+void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
                   const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb) {
   const int64_t NCb = std::min(kn.nc, ceil_div(N, NR) * NR);
   T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
-  T* ap = workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
+  T* ap = A.pre ? nullptr : workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
   alignas(64) T tile[MR * NR];
 
   for (int64_t jc = 0; jc < N; jc += NCb) {
@@ -228,13 +268,13 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
       packb(pc, kc, jc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += MCb) {
         const int64_t mc = std::min(MCb, M - ic);
-        pack_a<T, MR>(A, ic, mc, pc, kc, ap);
+        const T* ablock = A.panels(ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = std::min<int64_t>(NR, nc - jr);
           const T* bpanel = bp + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = std::min<int64_t>(MR, mc - ir);
-            const T* apanel = ap + ir * kc;
+            const T* apanel = ablock + ir * kc;
             T* c = C + (ic + ir) * ldc + jc + jr;
             if (mr == MR && nr == NR) {
               kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_k);
@@ -291,7 +331,7 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
 
 // B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
 template <class T, int MR, int NR, class PackB>
-void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A,
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
                  const PackB& packb, T beta, T* C, int64_t ldc, int threads) {
   const int64_t KCb = balanced_block(K, kn.kc, 1);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
@@ -312,16 +352,16 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
       gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, pb, beta, C + j0, ldc, KCb, MCb);
     } else {
       const int64_t i0 = u0 * MR, i1 = std::min(M, u1 * MR);
-      Mat<T> At = A;
-      At.p = A.at(i0, 0);
+      ASource<T, MR> At = A;
+      At.row0 = A.row0 + i0;
       gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, packb, beta, C + i0 * ldc, ldc, KCb, MCb);
     }
   });
 }
 
 template <class T, int MR, int NR>
-void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const Mat<T>& A, const Mat<T>& B,
-                 T beta, T* C, int64_t ldc, int threads) {
+void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
+                 const Mat<T>& B, T beta, T* C, int64_t ldc, int threads) {
   auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { pack_b<T, NR>(B, p0, kc, j0, nc, dst); };
   gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads);
 }
@@ -517,7 +557,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 
   const Kernel<T>& kn = kernel<T>();
   with_block_shape(kn, [&](auto mr, auto nr) {
-    gemm_packed<T, decltype(mr)::value, decltype(nr)::value>(kn, M, N, K, alpha, Am, Bm, beta, C, ldc, threads);
+    constexpr int MR = decltype(mr)::value;
+    gemm_packed<T, MR, decltype(nr)::value>(kn, M, N, K, alpha, ASource<T, MR>{Am, nullptr, 0, 0}, Bm, beta, C, ldc,
+                                            threads);
   });
 }
 
@@ -533,9 +575,95 @@ void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T
   const Kernel<T>& kn = kernel<T>();
   auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
   with_block_shape(kn, [&](auto mr, auto nr) {
-    gemm_packed<T, decltype(mr)::value, decltype(nr)::value>(kn, M, N, K, alpha, Am, pb, beta, C, ldc, threads);
+    constexpr int MR = decltype(mr)::value;
+    gemm_packed<T, MR, decltype(nr)::value>(kn, M, N, K, alpha, ASource<T, MR>{Am, nullptr, 0, 0}, pb, beta, C, ldc,
+                                            threads);
   });
 }
+
+template <class T>
+std::size_t gemm_packed_a_size(int64_t M, int64_t K) {
+  CONVKIT_CHECK(M >= 1 && K >= 1, "gemm_packed_a_size: M and K must be >= 1, got ", M, ", ", K);
+  const int64_t mr = kernel<T>().mr;
+  return static_cast<std::size_t>(checked_mul(ceil_div(M, mr) * mr, K, "gemm_packed_a_size"));
+}
+
+template <class T>
+PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda, T* dst, int threads) {
+  const char* op = "gemm_pack_a";
+  CONVKIT_CHECK(M >= 1 && K >= 1, op, ": M and K must be >= 1, got ", M, ", ", K);
+  CONVKIT_CHECK(lda >= (trans_a ? M : K), op, ": bad leading dimension");
+  CONVKIT_CHECK(A != nullptr && dst != nullptr, op, ": null argument");
+  const Kernel<T>& kn = kernel<T>();
+  const Mat<T> Am{A, lda, trans_a};
+  const int64_t KCb = balanced_block(K, kn.kc, 1), mpad = ceil_div(M, kn.mr) * kn.mr, panels = mpad / kn.mr;
+  with_block_shape(kn, [&](auto mr, auto) {
+    constexpr int MR = decltype(mr)::value;
+    // panels [s0, s1) of every K block; the layout is ASource's
+    auto body = [&](int64_t s0, int64_t s1) {
+      for (int64_t pc = 0; pc < K; pc += KCb) {
+        const int64_t kc = std::min(KCb, K - pc);
+        pack_a<T, MR>(Am, s0 * MR, std::min(M, s1 * MR) - s0 * MR, pc, kc, dst + pc * mpad + s0 * MR * kc);
+      }
+    };
+    const int nt = threads_for(threads, double(mpad) * double(K) * 16.0, panels);
+    if (nt <= 1) return body(0, panels);
+    const int64_t per = ceil_div(panels, nt);
+    run_threads(nt, [&](int t) { body(std::min(panels, t * per), std::min(panels, (t + 1) * per)); });
+  });
+  return PackedA<T>{dst, M, K, kn.mr};
+}
+
+// The checks of the PackedA entry points; returns the rows of the packed panels (M rounded up to MR).
+template <class T>
+int64_t check_packed(const PackedA<T>& A, int64_t N, int threads, const char* op) {
+  const Kernel<T>& kn = kernel<T>();
+  CONVKIT_CHECK(A.data != nullptr && A.mr == kn.mr, op, ": A was not packed by gemm_pack_a for this kernel");
+  CONVKIT_CHECK(A.M >= 1 && N >= 1 && A.K >= 1, op, ": M, N, K must be >= 1, got ", A.M, ", ", N, ", ", A.K);
+  CONVKIT_CHECK(threads >= 0, op, ": threads must be >= 0, got ", threads);
+  return ceil_div(A.M, kn.mr) * kn.mr;
+}
+
+template <class T>
+void gemm_packer(const PackedA<T>& A, int64_t N, T alpha, const BPacker<T>& packb, T beta, T* C, int64_t ldc,
+                 int threads) {
+  const char* op = "gemm_packer";
+  const Kernel<T>& kn = kernel<T>();
+  const int64_t mpad = check_packed(A, N, threads, op);
+  CONVKIT_CHECK(ldc >= N, op, ": bad leading dimension");
+  CONVKIT_CHECK(C != nullptr && packb, op, ": null argument");
+  auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
+  with_block_shape(kn, [&](auto mr, auto nr) {
+    constexpr int MR = decltype(mr)::value;
+    gemm_packed<T, MR, decltype(nr)::value>(kn, A.M, N, A.K, alpha, ASource<T, MR>{Mat<T>{}, A.data, mpad, 0}, pb,
+                                            beta, C, ldc, threads);
+  });
+}
+
+template <class T>
+void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
+          int threads) {
+  const char* op = "gemm";
+  const Kernel<T>& kn = kernel<T>();
+  const int64_t mpad = check_packed(A, N, threads, op);
+  CONVKIT_CHECK(ldb >= (trans_b ? A.K : N) && ldc >= N, op, ": bad leading dimension");
+  CONVKIT_CHECK(B != nullptr && C != nullptr, op, ": null argument");
+  const Mat<T> Bm{B, ldb, trans_b};
+  with_block_shape(kn, [&](auto mr, auto nr) {
+    constexpr int MR = decltype(mr)::value;
+    gemm_packed<T, MR, decltype(nr)::value>(kn, A.M, N, A.K, alpha, ASource<T, MR>{Mat<T>{}, A.data, mpad, 0}, Bm,
+                                            beta, C, ldc, threads);
+  });
+}
+
+#define CONVKIT_GEMM_PACKED_A(T)                                                                                  \
+  template std::size_t gemm_packed_a_size<T>(int64_t, int64_t);                                                  \
+  template PackedA<T> gemm_pack_a<T>(bool, int64_t, int64_t, const T*, int64_t, T*, int);                        \
+  template void gemm_packer<T>(const PackedA<T>&, int64_t, T, const BPacker<T>&, T, T*, int64_t, int);           \
+  template void gemm<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t, int);
+CONVKIT_GEMM_PACKED_A(float)
+CONVKIT_GEMM_PACKED_A(double)
+#undef CONVKIT_GEMM_PACKED_A
 
 template void gemm_packer<float>(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                                  const BPacker<float>&, float, float*, int64_t, int);

@@ -10,6 +10,7 @@
 // and AVX2, and a portable one; chosen at run time by convkit::cpu_isa().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -30,6 +31,31 @@ using BPacker = std::function<void(int64_t p0, int64_t kc, int64_t j0, int64_t n
 template <class T>
 void gemm_packer(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const BPacker<T>& packb, T beta, T* C, int64_t ldc, int threads = 0);
+
+// op(A) [M, K] packed once into the microkernel's panel layout, for many products with the same A
+// (conv2d's weights over a batch: without this every image would pack them again). gemm_pack_a
+// writes the panels into dst (gemm_packed_a_size(M, K) elements, owned by the caller, who keeps
+// them alive and unchanged while they are used) and returns a view of them. The products below
+// then read A's panels in place; always the packed driver, M, N, K >= 1. Several threads may use
+// one PackedA at once.
+template <class T>
+struct PackedA {
+  const T* data = nullptr;
+  int64_t M = 0, K = 0;
+  int mr = 0;  // the microkernel's row block it was packed for
+};
+template <class T>
+std::size_t gemm_packed_a_size(int64_t M, int64_t K);
+template <class T>
+PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda, T* dst, int threads = 0);
+// C[M, N] = alpha * A @ op(B) + beta * C
+template <class T>
+void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
+          int threads = 0);
+// C[M, N] = alpha * A @ op(B) + beta * C with op(B) from a packer, as gemm_packer above.
+template <class T>
+void gemm_packer(const PackedA<T>& A, int64_t N, T alpha, const BPacker<T>& packb, T beta, T* C, int64_t ldc,
+                 int threads = 0);
 
 // Measured FP32 FMA throughput of this machine on `threads` threads (0 = all of num_threads()): each
 // thread runs `iters` iterations of 12 independent vector FMA chains in the widest ISA cpu_isa()

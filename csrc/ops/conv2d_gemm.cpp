@@ -26,8 +26,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <exception>
+#include <vector>
 
 #include "convkit/parallel.h"
 #include "gemm/gemm.h"
@@ -41,6 +44,10 @@ constexpr std::size_t kBandBytes = std::size_t(8) << 20;      // cols per band (
 constexpr std::size_t kMaxColsBytes = std::size_t(1) << 30;   // one output row's cols; beyond: decline
 constexpr std::size_t kMaxPartialBytes = std::size_t(1) << 30; // backward weight's per-thread partials
 // Workspace slots held across gemm calls; gemm.cpp packs its panels in slots 6 and 7.
+constexpr int kSlotPhased = 0;    // forward with stride_w > 1: the phase-split image-group (phase_split)
+constexpr int kSlotTaps = 1;      // pack_cols_strips: column ranges and which strip each tap's mask is for
+constexpr int kSlotMasks = 2;     // pack_cols_strips: the border lane masks of every tap
+constexpr int kSlotPackedW = 3;  // the weights in the GEMM's panel layout, packed once per call
 constexpr int kSlotCols = 4;
 constexpr int kSlotPartial = 5;
 
@@ -213,17 +220,39 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
   });
 }
 
+// Strided convolutions (AlexNet conv1: stride 4) read every sw-th input column, a gather per value
+// when packing. Splitting each input row of the image-group into its sw phases first,
+//   xp[c, h, r * phase_len + u] = x[c, h, u * sw + r]   (zero past the row's end),
+// one pass over the input, turns every run of output columns into a run of consecutive values.
+inline int64_t phase_len(const Geometry& g) { return (g.d.W + g.p.stride_w - 1) / g.p.stride_w; }
+inline int64_t phased_row(const Geometry& g) { return phase_len(g) * g.p.stride_w; }
+
+template <class T>
+void phase_split(const Geometry& g, const T* x, T* xp) {
+  const int64_t sw = g.p.stride_w, W = g.d.W, L = phase_len(g);
+  for (int64_t row = 0; row < g.d.Cg * g.d.H; ++row) {
+    const T* s = x + row * W;
+    T* d = xp + row * sw * L;
+    for (int64_t r = 0; r < sw; ++r)
+      for (int64_t u = 0; u < L; ++u) d[r * L + u] = u * sw + r < W ? s[u * sw + r] : T(0);
+  }
+}
+
 // Fused im2col + GEMM packing (forward): writes cols[p0 : p0+kc, j0 : j0+nc] of the whole image
 // (pixels 0 .. OH*OW) straight into the GEMM's nr-wide micro-panels, so the cols matrix is never
 // written and read back; the values are exactly im2col's. A strip of nr pixels is split into runs
 // along one output row; per run and kernel row r, in-image values are copied and the rest zeroed.
+// With xp (stride_w > 1, see phase_split) the runs read xp's phase rows, consecutive values.
 template <class T>
-void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst,
+               const T* xp = nullptr) {
   const Dims& d = g.d;
   const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  const int64_t row_len = xp ? phased_row(g) : d.W;  // values per input row of the source
+  const int64_t step = xp ? 1 : sw;                   // source step between output columns
   struct RowInfo {
-    const T* base;     // x + c * H * W
-    int64_t hoff, off; // h = i * sh + hoff, v = j * sw + off
+    const T* base;     // the source's channel plane
+    int64_t hoff, off; // h = i * sh + hoff; column j reads base[h * row_len + j * step + off]
     int64_t lo, hi;    // output columns reading inside the image
   };
   constexpr int64_t kChunk = 128;
@@ -234,10 +263,14 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
     for (int64_t k = 0; k < kn; ++k) {
       const int64_t r = p0 + k0 + k, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
       RowInfo& ri = info[k];
-      ri.base = x + c * d.H * d.W;
+      ri.base = (xp ? xp : x) + c * d.H * row_len;
       ri.hoff = kp * g.p.dil_h - g.p.pad_h;
       ri.off = kq * g.p.dil_w - g.p.pad_w;
       col_range(g, kq, &ri.lo, &ri.hi);
+      if (xp) {  // input column j * sw + off is phase r = off mod sw, value j + floor(off / sw) of it
+        const int64_t fl = ri.off >= 0 ? ri.off / sw : -((-ri.off + sw - 1) / sw);
+        ri.off = (ri.off - fl * sw) * phase_len(g) + fl;
+      }
     }
     T* strip = dst;
     for (int64_t s = 0; s < nc; s += nr, strip += kc * nr) {
@@ -254,13 +287,13 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
             continue;
           }
           const int64_t a = std::clamp(ri.lo, j, j + len), b = std::clamp(ri.hi, a, j + len);
-          const T* src = ri.base + h * d.W + ri.off;  // src[jx * sw] is x[c, h, jx * sw + off]
+          const T* src = ri.base + h * row_len + ri.off;  // src[jx * step] is x[c, h, jx * sw + off]
           int64_t t = j;
           for (; t < a; ++t) dd[t - j] = zero;
-          if (sw == 1) {
+          if (step == 1) {
             for (; t < b; ++t) dd[t - j] = src[t];
           } else {
-            for (; t < b; ++t) dd[t - j] = src[t * sw];
+            for (; t < b; ++t) dd[t - j] = src[t * step];
           }
           for (; t < j + len; ++t) dd[t - j] = zero;
         }
@@ -270,6 +303,123 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
         for (int64_t k = 0; k < kn; ++k)
           for (int64_t jj = cols; jj < nr; ++jj) sk[k * nr + jj] = zero;
     }
+  }
+}
+
+// The fast packer for whole strips of NR output pixels. With a source whose consecutive output
+// columns read consecutive values (x itself at stride 1, the phase-split copy otherwise), lane t of
+// a strip reads src_tap[lane[t]] for every kernel tap, lane[t] = i_t * sh * row_len + j_t: one run of
+// consecutive values when the strip lies in one output row (or always, for "same" convolutions:
+// stride 1, output the size of the input, where pixel q reads plane value q + delta), else a
+// gather. Lanes whose window hangs over the border are cleared with a bit mask per tap (built once
+// per strip), so values read from the neighbouring row or channel never reach the product (not
+// even as 0 * inf). Strips whose read would leave the image-group's planes, and a partial last
+// strip, go through pack_cols. Same values as im2col.
+inline bool same_geometry(const Geometry& g) {
+  return g.p.stride_h == 1 && g.p.stride_w == 1 && g.d.OH == g.d.H && g.d.OW == g.d.W;
+}
+
+template <class T, int NR>
+void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                      T* dst, int64_t* scratch) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  static_assert(sizeof(U) == sizeof(T), "bit mask width");
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  const T* src = xp ? xp : x;
+  const int64_t row_len = xp ? phased_row(g) : d.W, plane = d.H * row_len, planes_end = d.Cg * plane;
+  U* masks = workspace_as<U>(static_cast<std::size_t>(KK * NR), kSlotMasks);
+  // scratch: per kernel column kq its valid output columns [lo, hi); per tap the strip whose mask
+  // masks[tap] holds (built on first use in a strip: most taps of most strips need none); then the
+  // per-row tables below
+  int64_t* col_lo = scratch;
+  int64_t* col_hi = scratch + d.KW;
+  int64_t* mask_of = scratch + 2 * d.KW;
+  for (int64_t kq = 0; kq < d.KW; ++kq) col_range(g, kq, &col_lo[kq], &col_hi[kq]);
+  for (int64_t tp = 0; tp < KK; ++tp) mask_of[tp] = -1;
+  // per row p0 + k of the block: its offset in the source planes, tap, row offset and kernel column
+  int64_t* base = scratch + 2 * d.KW + KK;
+  int64_t* tap = base + kc;
+  int64_t* hoffs = tap + kc;
+  int64_t* kqs = hoffs + kc;
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t r = p0 + k, c = r / KK, tp = r % KK, kp = tp / d.KW, kq = tp % d.KW;
+    const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;
+    int64_t off = kq * g.p.dil_w - g.p.pad_w;
+    if (xp) {  // as in pack_cols: phase off mod sw, value floor(off / sw) of it
+      const int64_t fl = off >= 0 ? off / sw : -((-off + sw - 1) / sw);
+      off = (off - fl * sw) * phase_len(g) + fl;
+    }
+    base[k] = c * plane + hoff * row_len + off;
+    tap[k] = tp, hoffs[k] = hoff, kqs[k] = kq;
+  }
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    const int64_t q0 = j0 + s;
+    if (nc - s < NR) {
+      pack_cols(g, x, p0, kc, q0, nc - s, NR, dst, xp);
+      break;
+    }
+    int64_t ti[NR], tj[NR], lane[NR];
+    bool contiguous = true;
+    int64_t lane_min = 0, lane_max = 0;  // (with padding, OW > W: lanes need not increase)
+    int64_t jmin = OW, jmax = -1;
+    for (int t = 0; t < NR; ++t) {
+      ti[t] = (q0 + t) / OW, tj[t] = (q0 + t) % OW;
+      lane[t] = ti[t] * sh * row_len + tj[t];
+      contiguous = contiguous && lane[t] == lane[0] + t;
+      lane_min = t == 0 ? lane[t] : std::min(lane_min, lane[t]);
+      lane_max = t == 0 ? lane[t] : std::max(lane_max, lane[t]);
+      jmin = std::min(jmin, tj[t]), jmax = std::max(jmax, tj[t]);
+    }
+    const int64_t hmin = ti[0] * sh, hmax = ti[NR - 1] * sh;  // rows of the strip's first and last lanes
+    for (int64_t k = 0; k < kc; ++k) {
+      T* dd = dst + k * NR;
+      const T* sb = src + base[k];
+      const int64_t hoff = hoffs[k], kq = kqs[k];
+      const bool full = hmin + hoff >= 0 && hmax + hoff < d.H && jmin >= col_lo[kq] && jmax < col_hi[kq];
+      if (full && contiguous) {
+        std::memcpy(dd, sb + lane[0], sizeof(T) * NR);
+        continue;
+      }
+      if (full) {
+        for (int t = 0; t < NR; ++t) dd[t] = sb[lane[t]];
+        continue;
+      }
+      U* m = masks + tap[k] * NR;
+      if (mask_of[tap[k]] != q0) {
+        for (int t = 0; t < NR; ++t) {
+          const int64_t h = ti[t] * sh + hoff;
+          m[t] = h >= 0 && h < d.H && tj[t] >= col_lo[kq] && tj[t] < col_hi[kq] ? ~U(0) : U(0);
+        }
+        mask_of[tap[k]] = q0;
+      }
+      if (base[k] + lane_min < 0 || base[k] + lane_max >= planes_end) {  // would leave the planes
+        for (int t = 0; t < NR; ++t) dd[t] = m[t] ? sb[lane[t]] : T(0);
+        continue;
+      }
+      U v[NR];
+      if (contiguous) {
+        std::memcpy(v, sb + lane[0], sizeof(T) * NR);
+      } else {
+        for (int t = 0; t < NR; ++t) std::memcpy(&v[t], sb + lane[t], sizeof(T));
+      }
+      for (int t = 0; t < NR; ++t) v[t] &= m[t];
+      std::memcpy(dd, v, sizeof(T) * NR);
+    }
+  }
+}
+
+template <class T>
+void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                      int nr, T* dst) {
+  const std::size_t n = static_cast<std::size_t>(2 * g.d.KW + g.d.KH * g.d.KW + 4 * kc);
+  int64_t* scratch = workspace_as<int64_t>(n, kSlotTaps);
+  switch (nr) {
+    case 4: return pack_cols_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 8: return pack_cols_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 16: return pack_cols_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 32: return pack_cols_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    default: return pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp);
   }
 }
 
@@ -324,22 +474,39 @@ std::size_t band_cols_elems(const Geometry& g, std::size_t elem) {
 // im2col's long block copies were as fast or faster in interleaved timings (AlexNet conv4/conv5:
 // OW 13, 192/128 channels per group), so those keep it. Backward weight makes the same choice
 // (pack_cols_t). CONVKIT_CONV_FUSED=1 / 0 forces either (tests run both on every shape).
-bool fused_forward(const Geometry& g) {
+// "Same" convolutions pack fastest fused in the forward pass (pack_cols_strips), whatever their size.
+bool fused_forward(const Geometry& g, bool forward) {
   const char* e = std::getenv("CONVKIT_CONV_FUSED");
   if (e && e[0] == '0') return false;
   if (e && e[0] == '1') return true;
-  return g.d.OW >= 16 || g.d.OCg >= 256;
+  return g.d.OW >= 16 || g.d.OCg >= 256 || (forward && same_geometry(g));
 }
 
 // ---- forward --------------------------------------------------------------------------------------
 
+// The weights of every group packed once per call into the GEMM's A panels (gemm_pack_a), so the
+// images of the batch do not each pack them again: forward uses W_g [OCg, K], backward data
+// W_g^T [K, OCg]. Lives in the calling thread's workspace slot kSlotPackedW; the worker threads
+// only read it.
 template <class T>
-void forward_image(const Geometry& g, const T* xs, const T* ws, const T* bs, T* ys, int64_t n, T* cols,
+std::vector<PackedA<T>> pack_weights(const Geometry& g, const T* ws, bool transpose, int threads) {
+  const Dims& d = g.d;
+  const int64_t M = transpose ? g.K : d.OCg, K = transpose ? d.OCg : g.K;
+  const std::size_t per = gemm_packed_a_size<T>(M, K);
+  T* buf = workspace_as<T>(per * static_cast<std::size_t>(d.G), kSlotPackedW);
+  std::vector<PackedA<T>> out(static_cast<std::size_t>(d.G));
+  for (int64_t grp = 0; grp < d.G; ++grp)
+    out[grp] = gemm_pack_a<T>(transpose, M, K, ws + grp * d.OCg * g.K, g.K, buf + grp * per, threads);
+  return out;
+}
+
+template <class T>
+void forward_image(const Geometry& g, const T* xs, const PackedA<T>* wp, const T* bs, T* ys, int64_t n, T* cols,
                    int threads) {
   const Dims& d = g.d;
   for (int64_t grp = 0; grp < d.G; ++grp) {
     const T* xg = xs + (n * d.C + grp * d.Cg) * d.H * d.W;
-    const T* wg = ws + grp * d.OCg * g.K;
+    const PackedA<T>& wg = wp[grp];
     T* yg = ys + (n * d.OC + grp * d.OCg) * g.P;
     T beta = T(0);
     if (bs) {
@@ -347,21 +514,25 @@ void forward_image(const Geometry& g, const T* xs, const T* ws, const T* bs, T* 
       beta = T(1);
     }
     if (g.direct) {
-      gemm<T>(false, false, d.OCg, g.P, g.K, T(1), wg, g.K, xg, g.P, beta, yg, g.P, threads);
+      gemm<T>(wg, false, g.P, T(1), xg, g.P, beta, yg, g.P, threads);
       continue;
     }
     if (!cols) {  // fused im2col: the GEMM packs its B blocks straight from x (pack_cols)
+      T* xp = nullptr;
+      if (g.p.stride_w > 1) {
+        xp = workspace_as<T>(static_cast<std::size_t>(d.Cg * d.H * phased_row(g)), kSlotPhased);
+        phase_split(g, xg, xp);
+      }
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
-        pack_cols(g, xg, p0, kc, j0, nc, nr, dst);
+        pack_cols_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
       };
-      gemm_packer<T>(false, d.OCg, g.P, g.K, T(1), wg, g.K, pb, beta, yg, g.P, threads);
+      gemm_packer<T>(wg, g.P, T(1), pb, beta, yg, g.P, threads);
       continue;
     }
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
       im2col(g, xg, i0, i1, cols, threads);
-      gemm<T>(false, false, d.OCg, np, g.K, T(1), wg, g.K, cols, cols_ld(np, sizeof(T)), beta, yg + i0 * d.OW, g.P,
-              threads);
+      gemm<T>(wg, false, np, T(1), cols, cols_ld(np, sizeof(T)), beta, yg + i0 * d.OW, g.P, threads);
     }
   }
 }
@@ -377,18 +548,19 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   // The fused path needs no cols (see fused_forward).
-  const std::size_t ce = fused_forward(g) ? 0 : band_cols_elems(g, sizeof(T));
+  const std::size_t ce = fused_forward(g, true) ? 0 : band_cols_elems(g, sizeof(T));
+  const std::vector<PackedA<T>> wp = pack_weights(g, ws, false, nt);
   if (n_split > 0) {
     std::atomic<int64_t> next{0};
     run_threads(nt, [&](int, int) {
       T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
       for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
-        forward_image(g, xs, ws, bs, ys, n, cols, 1);
+        forward_image(g, xs, wp.data(), bs, ys, n, cols, 1);
     });
   }
   if (n_split < g.d.N) {
     T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-    for (int64_t n = n_split; n < g.d.N; ++n) forward_image(g, xs, ws, bs, ys, n, cols, nt);
+    for (int64_t n = n_split; n < g.d.N; ++n) forward_image(g, xs, wp.data(), bs, ys, n, cols, nt);
   }
   return true;
 }
@@ -396,21 +568,21 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
 // ---- backward data --------------------------------------------------------------------------------
 
 template <class T>
-void backward_data_image(const Geometry& g, const T* gs, const T* ws, T* dxs, int64_t n, T* dcols, int threads) {
+void backward_data_image(const Geometry& g, const T* gs, const PackedA<T>* wtp, T* dxs, int64_t n, T* dcols,
+                         int threads) {
   const Dims& d = g.d;
   for (int64_t grp = 0; grp < d.G; ++grp) {
     const T* gg = gs + (n * d.OC + grp * d.OCg) * g.P;
-    const T* wg = ws + grp * d.OCg * g.K;
+    const PackedA<T>& wt = wtp[grp];  // W_g^T [K, OCg]
     T* dxg = dxs + (n * d.C + grp * d.Cg) * d.H * d.W;
     if (g.direct) {  // dx_g[Cg, H*W] = W_g^T @ dy_g
-      gemm<T>(true, false, g.K, g.P, d.OCg, T(1), wg, g.K, gg, g.P, T(0), dxg, g.P, threads);
+      gemm<T>(wt, false, g.P, T(1), gg, g.P, T(0), dxg, g.P, threads);
       continue;
     }
     std::fill(dxg, dxg + d.Cg * d.H * d.W, T(0));
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
       const int64_t i1 = std::min(d.OH, i0 + g.band_rows), np = (i1 - i0) * d.OW;
-      gemm<T>(true, false, g.K, np, d.OCg, T(1), wg, g.K, gg + i0 * d.OW, g.P, T(0), dcols, cols_ld(np, sizeof(T)),
-              threads);
+      gemm<T>(wt, false, np, T(1), gg + i0 * d.OW, g.P, T(0), dcols, cols_ld(np, sizeof(T)), threads);
       col2im_add(g, dcols, i0, i1, dxg, threads);
     }
   }
@@ -426,17 +598,18 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   const std::size_t ce = band_cols_elems(g, sizeof(T));
+  const std::vector<PackedA<T>> wtp = pack_weights(g, ws, true, nt);
   if (n_split > 0) {
     std::atomic<int64_t> next{0};
     run_threads(nt, [&](int, int) {
       T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
       for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
-        backward_data_image(g, gs, ws, dxs, n, dcols, 1);
+        backward_data_image(g, gs, wtp.data(), dxs, n, dcols, 1);
     });
   }
   if (n_split < g.d.N) {
     T* dcols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-    for (int64_t n = n_split; n < g.d.N; ++n) backward_data_image(g, gs, ws, dxs, n, dcols, nt);
+    for (int64_t n = n_split; n < g.d.N; ++n) backward_data_image(g, gs, wtp.data(), dxs, n, dcols, nt);
   }
   return true;
 }
@@ -485,7 +658,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = fused_forward(g) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
+  const std::size_t ce = fused_forward(g, false) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
