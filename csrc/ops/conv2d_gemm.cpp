@@ -461,6 +461,101 @@ void pack_cols_t(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t 
   }
 }
 
+constexpr int64_t kTileK = 16;  // pack_cols_t_strips: pixels per transposed tile
+constexpr int64_t kRun = 4;     // pack_cols_t_strips: values describing one run
+
+// pack_cols_t for whole strips of NR kernel rows: blocks of kTileK consecutive pixels are copied per
+// kernel row, in runs along one output row (consecutive values of x, or of its phase-split copy;
+// zero where the window hangs over the border), into a small tile, which is then written out
+// transposed, NR consecutive values per pixel, instead of one value per cache line. The runs depend
+// only on the pixels, so they are worked out once per call. A partial last strip goes through
+// pack_cols_t.
+template <class T, int NR>
+void pack_cols_t_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0,
+                        int64_t nc, T* dst, int64_t* seg) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
+  const T* src = xp ? xp : x;
+  const int64_t row_len = xp ? phased_row(g) : d.W, plane = d.H * row_len;
+  // The blocks of kTileK pixels split into runs along one output row, kRun values each:
+  // first lane, lane count, output row * sh, first output column; runs of a block are consecutive.
+  const int64_t nblocks = (kc + kTileK - 1) / kTileK;
+  int64_t* first_run = seg;             // nblocks + 1 entries
+  int64_t* run = seg + nblocks + 1;     // kRun per run
+  int64_t nruns = 0;
+  for (int64_t b = 0; b < nblocks; ++b) {
+    first_run[b] = nruns;
+    const int64_t k1 = std::min(kc, (b + 1) * kTileK);
+    for (int64_t k = b * kTileK; k < k1;) {
+      const int64_t q = p0 + k, i = q / OW, j = q % OW, len = std::min(k1 - k, OW - j);
+      int64_t* r = run + kRun * nruns++;
+      r[0] = k - b * kTileK, r[1] = len, r[2] = i * sh, r[3] = j;
+      k += len;
+    }
+  }
+  first_run[nblocks] = nruns;
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    if (nc - s < NR) {
+      pack_cols_t(g, x, p0, kc, j0 + s, nc - s, NR, dst);
+      break;
+    }
+    int64_t base[NR], hoff[NR], lo[NR], hi[NR];
+    for (int jj = 0; jj < NR; ++jj) {
+      const int64_t r = j0 + s + jj, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
+      hoff[jj] = kp * g.p.dil_h - g.p.pad_h;
+      int64_t off = kq * g.p.dil_w - g.p.pad_w;
+      if (xp) {  // as in pack_cols
+        const int64_t fl = off >= 0 ? off / sw : -((-off + sw - 1) / sw);
+        off = (off - fl * sw) * phase_len(g) + fl;
+      }
+      base[jj] = c * plane + off;
+      col_range(g, kq, &lo[jj], &hi[jj]);
+    }
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t k0 = b * kTileK;
+      const int n = static_cast<int>(std::min<int64_t>(kTileK, kc - k0));
+      T tile[NR][kTileK];
+      for (int jj = 0; jj < NR; ++jj) {
+        T* row = tile[jj];
+        for (int64_t ri = first_run[b]; ri < first_run[b + 1]; ++ri) {
+          const int64_t* r = run + kRun * ri;
+          const int64_t t0 = r[0], len = r[1], h = r[2] + hoff[jj], j = r[3];
+          T* o = row + t0;
+          if (h < 0 || h >= d.H) {
+            for (int64_t t = 0; t < len; ++t) o[t] = T(0);
+            continue;
+          }
+          // columns j .. j + len - 1 of output row; inside the image: [lo, hi)
+          const int64_t a = std::clamp(lo[jj] - j, int64_t(0), len), e = std::clamp(hi[jj] - j, a, len);
+          const T* sb = src + base[jj] + h * row_len + j;  // sb[t] is output column j + t's value
+          int64_t t = 0;
+          for (; t < a; ++t) o[t] = T(0);
+          for (; t < e; ++t) o[t] = sb[t];
+          for (; t < len; ++t) o[t] = T(0);
+        }
+      }
+      T* o = dst + k0 * NR;
+      for (int t = 0; t < n; ++t)
+        for (int jj = 0; jj < NR; ++jj) o[t * NR + jj] = tile[jj][t];
+    }
+  }
+}
+
+template <class T>
+void pack_cols_t_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                        int nr, T* dst) {
+  // per block of kTileK pixels at most kTileK runs (see pack_cols_t_strips<T, NR>)
+  const int64_t nblocks = (kc + kTileK - 1) / kTileK;
+  int64_t* sc = workspace_as<int64_t>(static_cast<std::size_t>(nblocks + 1 + kRun * nblocks * kTileK), kSlotTaps);
+  switch (nr) {
+    case 4: return pack_cols_t_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, sc);
+    case 8: return pack_cols_t_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, sc);
+    case 16: return pack_cols_t_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, sc);
+    case 32: return pack_cols_t_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, sc);
+    default: return pack_cols_t(g, x, p0, kc, j0, nc, nr, dst);
+  }
+}
+
 // Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
 int64_t split_point(int64_t N, int T) { return T > 1 ? N / T * T : N; }
 
@@ -629,9 +724,14 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
-    if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t)
+    if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t_strips)
+      T* xp = nullptr;
+      if (g.p.stride_w > 1) {
+        xp = workspace_as<T>(static_cast<std::size_t>(d.Cg * d.H * phased_row(g)), kSlotPhased);
+        phase_split(g, xg, xp);
+      }
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
-        pack_cols_t(g, xg, p0, kc, j0, nc, nr, dst);
+        pack_cols_t_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
       };
       gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
