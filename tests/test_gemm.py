@@ -165,6 +165,27 @@ def test_several_cache_blocks(dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 0])
+def test_short_products(dtype, threads):
+    # few rows of A and a short K (gemm.cpp's short_product: K kept whole, narrow B blocks), on
+    # both sides of the limits (96 rows, K = 512 on AVX2) and with N long enough to split; the
+    # thread count must not change the bits
+    rng = np.random.default_rng(23)
+    for (M, N, K), ta, tb in itertools.product([(90, 700, 363), (96, 301, 512), (97, 300, 100), (5, 1030, 513)],
+                                               [False, True], [False, True]):
+        run_gemm(rng, dtype, M, N, K, ta, tb, alpha=1.5, beta=0.5, pad=(0, 1, 2), threads=threads)
+    old = convkit.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            convkit.set_num_threads(n)
+            results.append(run_gemm(np.random.default_rng(5), dtype, 90, 700, 363, threads=0))
+        np.testing.assert_array_equal(results[0], results[1])
+    finally:
+        convkit.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_alpha_zero_and_k_zero_never_read_a_b(dtype):
     # alpha == 0 or K == 0: C = beta * C, A and B are not read (they hold NaN here)
     A = np.full(12, np.nan, dtype)
