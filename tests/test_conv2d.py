@@ -299,6 +299,12 @@ def test_direct_declines_what_it_cannot_do():
     ((2, 4, 11, 23), (10, 2, 2, 6), (1, 3), (1, 1), 2),  # width 6, groups
     ((1, 2, 12, 30), (3, 2, 4, 7), (2, 3), (2, 2), 1),   # width 7 (one channel per block), dilated
     ((2, 2, 9, 21), (3, 2, 3, 8), (1, 4), 1, 1),  # width 8: the direct kernel declines, the GEMM path runs
+    # channel-vectorized (more lanes filled along the channels than along the row):
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),    # LeNet conv2: OW = 10, two vectors of 8 channels
+    ((2, 3, 7, 9), (12, 3, 3, 3), 1, 1, 1),      # 12 channels: the second vector half padding
+    ((2, 4, 6, 5), (48, 2, 2, 3), (0, 1), (2, 1), 2),  # 3 vectors per group: a block of 3 (width 3)
+    ((1, 2, 9, 11), (8, 2, 3, 7), (1, 3), 1, 1),  # width 7: one vector per block
+    ((2, 1, 5, 6), (40, 1, 1, 1), 0, 1, 1),       # width 1: blocks of 4 vectors, then 1
 ])
 def test_direct_backward_weight_shapes(x_shape, w_shape, padding, dilation, groups):
     x, w, b = random_problem(np.random.default_rng(5), x_shape, w_shape, np.float32)

@@ -27,9 +27,9 @@ constexpr std::size_t kMaxPadBytes = std::size_t(64) << 20;  // per task; beyond
 constexpr int64_t kMaxDirectOCg = 32;
 constexpr double kMinLaneFill = 0.6;
 constexpr int64_t kMaxWeightKW = 7;  // the backward-weight kernel's widest kernel row
-// Backward weight in auto mode: its vectors run along the output row, so it needs most of their
-// lanes busy (measured: LeNet conv1, OW = 28 of 32 lanes, 3.8x faster than the GEMM path; LeNet
-// conv2, OW = 10 of 16, 1.3x slower).
+// Backward weight in auto mode: most of the vector lanes must be busy (measured with the pixel
+// kernel: LeNet conv1, OW = 28 of 32 lanes, 3.8x faster than the GEMM path; OW = 10 of 16, 1.3x
+// slower).
 constexpr double kMinWeightLaneFill = 0.75;
 
 bool have_kernel() {
@@ -138,8 +138,11 @@ bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw,
   const Dims d = dims_of(x, dw, dy, p);
   if (d.KW > kMaxWeightKW) return false;
 #if defined(__x86_64__) || defined(_M_X64)
-  const int64_t OW8 = (d.OW + 7) / 8 * 8;
-  if (!forced && (d.OCg > kMaxDirectOCg || double(d.OW) / double(OW8) < kMinWeightLaneFill)) return false;
+  // Pixel- or channel-vectorized kernel: whichever fills more vector lanes (ties: pixels).
+  const int64_t OW8 = (d.OW + 7) / 8 * 8, OCp = (d.OCg + 7) / 8 * 8;
+  const double fill_px = double(d.OW) / double(OW8), fill_oc = double(d.OCg) / double(OCp);
+  const bool by_channel = fill_oc > fill_px;
+  if (!forced && (d.OCg > kMaxDirectOCg || std::max(fill_px, fill_oc) < kMinWeightLaneFill)) return false;
   // The zero-padded input, shared by all threads: [N, C, Hp, Wp], wide enough for whole 8-pixel
   // vectors at every tap (the last vector of a row is masked in the kernel).
   const int64_t Hp = d.H + 2 * p.pad_h;
@@ -167,6 +170,31 @@ bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw,
   a.xpad = xpad, a.C = d.C, a.Hp = Hp, a.Wp = Wp;
   a.dy = dy.ptr<float>(), a.N = d.N, a.OC = d.OC, a.OH = d.OH, a.OW = d.OW;
   a.dw = dw.ptr<float>(), a.Cg = d.Cg, a.KH = d.KH, a.KW = d.KW, a.dh = p.dil_h, a.dw_dil = p.dil_w;
+  a.dyt = nullptr, a.OCg = d.OCg, a.OCp = OCp;
+  if (by_channel) {  // dy as [G, N, OH, OW, OCp]: one vector load per pixel and 8 channels
+    const int64_t P = d.OH * d.OW;
+    if (double(d.G) * double(d.N) * double(P) * double(OCp) * sizeof(float) > double(kMaxPadBytes)) return false;
+    float* dyt = workspace_as<float>(static_cast<std::size_t>(d.G * d.N * P * OCp), kSlotPacked);
+    const float* gs = dy.ptr<float>();
+    maybe_parallel(d.G * d.N, nt, [&](int64_t b, int64_t e) {
+      for (int64_t gn = b; gn < e; ++gn) {
+        const int64_t g = gn / d.N, n = gn % d.N;
+        float* dst = dyt + gn * P * OCp;
+        const float* src = gs + (n * d.OC + g * d.OCg) * P;
+        for (int64_t px = 0; px < P; ++px)
+          for (int64_t o = 0; o < OCp; ++o) dst[px * OCp + o] = o < d.OCg ? src[o * P + px] : 0.0f;
+      }
+    });
+    a.dyt = dyt;
+    const int64_t rows = d.G * d.Cg * d.KH;
+    maybe_parallel(rows, nt, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const int64_t g = row / (d.Cg * d.KH), cl = row / d.KH % d.Cg, kr = row % d.KH;
+        conv2d_direct_weight_oc_avx2(a, g, cl, g * d.Cg + cl, kr);
+      }
+    });
+    return true;
+  }
   // Tasks: (group, input channel, kernel row, chunk of the group's output channels); the channels
   // are split only when there are too few tasks to go round the threads. Every task writes its own
   // dw entries, each summed in one fixed order: results do not depend on the thread count at all.

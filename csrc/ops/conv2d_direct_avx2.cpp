@@ -219,10 +219,69 @@ void weight_rows(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t cl, 
   if (o < o0 + nb) weight_tail<KW, B>(a, o0 + nb - o, o, cl, cg, p);
 }
 
+// Channel-vectorized: output channel vectors [v0, v0 + NV) x the KW taps of one kernel row, NV * KW
+// (<= 12) accumulators. Per output pixel: NV loads of the transposed dy, then per tap one broadcast
+// of the input value and NV FMAs. Padded channels (o >= OCg) see dy = 0 and are not stored.
+template <int NV, int KW>
+void weight_oc_block(const DirectWeightRows& a, int64_t g, int64_t v0, int64_t cl, int64_t cg, int64_t p) {
+  __m256 acc[NV][KW];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < KW; ++q) acc[v][q] = _mm256_setzero_ps();
+  const int64_t dq = a.dw_dil;
+  for (int64_t n = 0; n < a.N; ++n) {
+    const float* xc = a.xpad + (n * a.C + cg) * a.Hp * a.Wp + p * a.dh * a.Wp;
+    const float* gn = a.dyt + (g * a.N + n) * a.OH * a.OW * a.OCp + v0 * 8;
+    for (int64_t i = 0; i < a.OH; ++i) {
+      const float* xr = xc + i * a.Wp;
+      const float* gr = gn + i * a.OW * a.OCp;
+      for (int64_t j = 0; j < a.OW; ++j) {
+        __m256 gv[NV];
+        for (int v = 0; v < NV; ++v) gv[v] = _mm256_loadu_ps(gr + j * a.OCp + v * 8);
+        for (int q = 0; q < KW; ++q) {
+          const __m256 xb = _mm256_broadcast_ss(xr + j + q * dq);
+          for (int v = 0; v < NV; ++v) acc[v][q] = _mm256_fmadd_ps(gv[v], xb, acc[v][q]);
+        }
+      }
+    }
+  }
+  alignas(32) float lanes[8];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < KW; ++q) {
+      _mm256_store_ps(lanes, acc[v][q]);
+      for (int l = 0; l < 8; ++l) {
+        const int64_t o = (v0 + v) * 8 + l;
+        if (o < a.OCg) a.dw[(((g * a.OCg + o) * a.Cg + cl) * a.KH + p) * KW + q] = lanes[l];
+      }
+    }
+}
+
+// All channel vectors of group g in blocks of B (B * KW <= 12), the last one or two alone.
+template <int KW, int B>
+void weight_oc_rows(const DirectWeightRows& a, int64_t g, int64_t cl, int64_t cg, int64_t p) {
+  const int64_t nv = a.OCp / 8;
+  int64_t v = 0;
+  for (; v + B <= nv; v += B) weight_oc_block<B, KW>(a, g, v, cl, cg, p);
+  for (; v < nv; ++v) weight_oc_block<1, KW>(a, g, v, cl, cg, p);
+}
+
 }  // namespace
 
 namespace convkit {
 namespace conv2d_detail {
+
+void conv2d_direct_weight_oc_avx2(const DirectWeightRows& a, int64_t g, int64_t c_local, int64_t c_global,
+                                  int64_t p) {
+  switch (a.KW) {
+    case 1: return weight_oc_rows<1, 4>(a, g, c_local, c_global, p);
+    case 2: return weight_oc_rows<2, 4>(a, g, c_local, c_global, p);
+    case 3: return weight_oc_rows<3, 3>(a, g, c_local, c_global, p);
+    case 4: return weight_oc_rows<4, 2>(a, g, c_local, c_global, p);
+    case 5: return weight_oc_rows<5, 2>(a, g, c_local, c_global, p);
+    case 6: return weight_oc_rows<6, 2>(a, g, c_local, c_global, p);
+    case 7: return weight_oc_rows<7, 1>(a, g, c_local, c_global, p);
+    default: return;  // the caller declines KW > 7
+  }
+}
 
 void conv2d_direct_weight_avx2(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t c_local, int64_t c_global,
                                int64_t p) {
