@@ -314,6 +314,21 @@ def test_direct_backward_weight_shapes(x_shape, w_shape, padding, dilation, grou
 
 
 @needs_direct
+@pytest.mark.parametrize("x_shape,w_shape,padding,dilation,groups", [
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),    # LeNet conv2: auto takes the direct backward data
+    ((2, 4, 9, 11), (6, 4, 3, 3), 1, 1, 1),      # padding 1 of 2: the flipped problem pads by 1
+    ((2, 8, 10, 13), (6, 4, 3, 5), (2, 4), (1, 1), 2),  # padding = dilation * (kernel - 1): flipped pad 0
+    ((1, 6, 12, 12), (4, 6, 3, 3), (1, 2), (2, 2), 1),  # dilated
+    ((2, 4, 7, 7), (5, 4, 3, 3), (2, 1), 1, 1),  # padding beyond the kernel: direct declines, GEMM runs
+])
+def test_direct_backward_data_shapes(x_shape, w_shape, padding, dilation, groups):
+    x, w, b = random_problem(np.random.default_rng(6), x_shape, w_shape, np.float32)
+    for impl in ("direct", "auto"):
+        with cpu_impl(impl):
+            check_all(x, w, b, 1, padding, dilation, groups)
+
+
+@needs_direct
 def test_direct_backward_weight_masks_the_row_tail():
     # OW = 12: the second 8-pixel vector of each row has 4 lanes past the row. The inputs those lanes
     # would read (beyond what any real tap reads for q = 0) hold inf: masked, they add exactly 0.
@@ -421,7 +436,7 @@ def test_thread_count_independent(impl, n, rng):
     terms = (2 * 9 + 1, 3 * 9, n * 13 * 12, n * 13 * 12)
     for t in (2, 3):
         for name, a, b1, mag, k in zip(("y", "dx", "dw", "db"), results[1], results[t], mags, terms):
-            if impl == "ref" or name == "db" or (impl == "direct" and name in ("y", "dw")):
+            if impl == "ref" or name == "db" or (impl == "direct" and name in ("y", "dx", "dw")):
                 np.testing.assert_array_equal(a, b1)  # one thread per output, one fixed order
             else:
                 assert_close(b1, a, rtol=0, atol=bound(k, mag, np.float32) * 2, name=f"{name} on {t} threads")

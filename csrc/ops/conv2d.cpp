@@ -203,10 +203,11 @@ void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const
   conv2d_detail::forward_ref(x, w, b, y, p);
 }
 
-// Backward data has no direct path: "direct" runs it as "auto" does. Backward weight has one for the
-// shapes its kernel takes; "direct" forces it there and runs the others as "auto" does.
+// The backward passes have direct paths for the shapes their kernels take; "direct" forces them
+// there and runs the other shapes as "auto" does.
 void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
   const int impl = current_impl();
+  if ((impl == kAuto || impl == kDirect) && conv2d_detail::backward_data_direct(dy, w, dx, p, impl == kDirect)) return;
   if (impl != kRef && conv2d_detail::backward_data_gemm(dy, w, dx, p)) return;
   if (impl == kGemm) throw_declined("conv2d_backward_data", impl);
   conv2d_detail::backward_data_ref(dy, w, dx, p);

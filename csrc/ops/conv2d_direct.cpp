@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kSlotPad = 4;                                  // scratch slot for the padded rows
 constexpr int kSlotPacked = 3;                               // the packed weights (channel-vectorized)
+constexpr int kSlotFlipped = 2;                              // backward data: the flipped weights
 constexpr std::size_t kMaxPadBytes = std::size_t(64) << 20;  // per task; beyond it, decline
 // auto mode: above kMaxDirectOCg the GEMM path's copies are amortized; below kMinLaneFill of the
 // vector lanes doing useful work the GEMM path's denser tiles win.
@@ -31,6 +32,7 @@ constexpr int64_t kMaxWeightKW = 7;  // the backward-weight kernel's widest kern
 // kernel: LeNet conv1, OW = 28 of 32 lanes, 3.8x faster than the GEMM path; OW = 10 of 16, 1.3x
 // slower).
 constexpr double kMinWeightLaneFill = 0.75;
+constexpr int64_t kMinDataChannels = 4;  // backward data in auto mode: input channels per group
 
 bool have_kernel() {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -131,6 +133,36 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
 #else
   return false;
 #endif
+}
+
+// Stride 1: dx[n, c] = sum over o, p, q of dy[n, o, h + ph - p*dh, w + pw - q*dw] * w[o, c, p, q], a
+// forward convolution of dy with the weights flipped in space and with in/out channels swapped per
+// group, wt[g*Cg + c, o, KH-1-p, KW-1-q] = w[g*OCg + o, c, p, q], padded by dil*(K-1) - pad. The
+// forward direct kernel computes it (and decides, by its own rules, whether it should).
+bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p, bool forced) {
+  if (dy.dtype != DType::Float32 || p.stride_h != 1 || p.stride_w != 1 || !have_kernel()) return false;
+  const Dims d = dims_of(dx, w, dy, p);
+  Conv2dParams q = p;
+  q.pad_h = p.dil_h * (d.KH - 1) - p.pad_h;
+  q.pad_w = p.dil_w * (d.KW - 1) - p.pad_w;
+  if (q.pad_h < 0 || q.pad_w < 0) return false;  // padding wider than the dilated kernel
+  // auto: the flipped problem has Cg output channels; with very few, each input load feeds too few
+  // FMAs (measured: LeNet conv1, Cg = 1, 7% slower than the GEMM path; conv2, Cg = 6, 15% faster)
+  if (!forced && d.Cg < kMinDataChannels) return false;
+  if (double(d.C) * double(d.OCg * d.KH * d.KW) * sizeof(float) > double(kMaxPadBytes)) return false;
+  float* wt = workspace_as<float>(static_cast<std::size_t>(d.C * d.OCg * d.KH * d.KW), kSlotFlipped);
+  const float* ws = w.ptr<float>();
+  for (int64_t g = 0; g < d.G; ++g)
+    for (int64_t c = 0; c < d.Cg; ++c)
+      for (int64_t o = 0; o < d.OCg; ++o)
+        for (int64_t a = 0; a < d.KH; ++a)
+          for (int64_t b = 0; b < d.KW; ++b)
+            wt[(((g * d.Cg + c) * d.OCg + o) * d.KH + (d.KH - 1 - a)) * d.KW + (d.KW - 1 - b)] =
+                ws[(((g * d.OCg + o) * d.Cg + c) * d.KH + a) * d.KW + b];
+  Tensor tw;
+  tw.data = wt, tw.dtype = DType::Float32, tw.device = Device::CPU, tw.ndim = 4;
+  tw.shape[0] = d.C, tw.shape[1] = d.OCg, tw.shape[2] = d.KH, tw.shape[3] = d.KW;
+  return forward_direct(dy, tw, nullptr, dx, q, forced);
 }
 
 bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p, bool forced) {

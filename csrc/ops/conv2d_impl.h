@@ -2,7 +2,7 @@
 //
 // Implementations in order of preference; conv2d.cpp tries them in this order, each returning false
 // (declining, having written nothing) for shapes it cannot or should not take:
-//   conv2d_direct.cpp  forward and backward weight: register-blocked direct convolution (AVX2
+//   conv2d_direct.cpp  forward, backward data and weight: register-blocked direct convolution (AVX2
 //                      kernels in conv2d_direct_avx2.cpp) for float, stride-1 convs with few output
 //                      channels per group, where im2col + GEMM would spend most of its time copying.
 //   conv2d_gemm.cpp    im2col (skipped for 1x1 stride-1 unpadded convs) + convkit::gemm; declines
@@ -44,6 +44,9 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
 // convs (LeNet conv1: 25 weights per channel, 784 pixels per image) the GEMM path's per-image
 // products are too small to amortize their packing.
 bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p, bool forced);
+// Backward data, direct (stride 1, padding <= dilation * (kernel - 1)): the forward direct kernel on
+// dy with the weights flipped and transposed (a "full" convolution); declines as forward_direct does.
+bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p, bool forced);
 
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
