@@ -1,9 +1,10 @@
 """conv2d: every CPU implementation against the float64 reference, gradients, torch, and bad input.
 
 The CPU implementations are chosen with the test hook convkit._core._conv2d_set_cpu_impl:
-"ref" (the plain loops), "gemm" (im2col + GEMM) and "direct" (the AVX2 direct forward kernel for
-float32 stride-1 convs); a forced path raises instead of declining a shape, so a pass means that
-path really ran. "auto", the default, takes the fastest path that accepts the shape.
+"ref" (the plain loops), "gemm" (im2col + GEMM) and "direct" (the AVX2 direct kernels for float32
+stride-1 convs); a forced forward path raises instead of declining a shape, so a pass means that
+path really ran (a forced "direct" runs the backward shapes its kernels do not take as "auto" does).
+"auto", the default, takes the fastest path that accepts the shape.
 """
 import contextlib
 
