@@ -1,6 +1,8 @@
 #include "bind_util.h"
 
 #include <cstdlib>
+#include <iterator>
+#include <list>
 #include <map>
 #include <mutex>
 #include <new>
@@ -14,8 +16,9 @@ namespace convkit {
 // trims them off the heap top when they are freed, so without the cache every step page-faults its
 // activations and gradients in again: measured on LeNet-5 (batch 64, 1 thread) a quarter of the
 // whole training step. A block goes back to the cache when the last numpy array (or view) using it
-// dies (the array's base is a capsule that returns it); at most kCacheMaxBytes stay cached, blocks
-// above kCacheMaxBlock are never kept, and a failed allocation empties the cache and retries
+// dies (the array's base is a capsule that returns it); at most kCacheMaxBytes stay cached (the
+// blocks freed longest ago go first), blocks above kCacheMaxBlock are never kept, and a failed
+// allocation empties the cache and retries
 // before it raises MemoryError. Sanitized builds allocate every block fresh (ASan's quarantine must
 // see each free).
 namespace {
@@ -37,33 +40,50 @@ constexpr bool kUseCache = true;
 constexpr bool kUseCache = true;
 #endif
 
+// Freed blocks in the order they came back (oldest first), found by size. Making room for a new
+// block frees the oldest ones: sizes a finished workload will not ask for again leave the cache.
 struct BlockCache {
   std::mutex m;
-  std::multimap<std::size_t, void*> blocks;  // size (with header) -> raw block
+  std::list<std::pair<std::size_t, void*>> order;                             // (size, raw), oldest first
+  std::multimap<std::size_t, std::list<std::pair<std::size_t, void*>>::iterator> by_size;
   std::size_t bytes = 0;
 
   void* take(std::size_t size) {
     std::lock_guard<std::mutex> lock(m);
-    auto it = blocks.find(size);
-    if (it == blocks.end()) return nullptr;
-    void* raw = it->second;
-    blocks.erase(it);
+    auto it = by_size.find(size);
+    if (it == by_size.end()) return nullptr;
+    void* raw = it->second->second;
+    order.erase(it->second);
+    by_size.erase(it);
     bytes -= size;
     return raw;
   }
-  // Keeps raw if there is room; returns false when the caller must free it.
+  // Keeps raw (evicting the oldest blocks to stay under the cap); false: the caller frees it.
   bool give(void* raw, std::size_t size) {
     if (!kUseCache || size > kCacheMaxBlock) return false;
     std::lock_guard<std::mutex> lock(m);
-    if (bytes + size > kCacheMaxBytes) return false;
-    blocks.emplace(size, raw);
+    while (!order.empty() && bytes + size > kCacheMaxBytes) {
+      auto [old_size, old_raw] = order.front();
+      auto range = by_size.equal_range(old_size);
+      for (auto it = range.first; it != range.second; ++it)
+        if (it->second == order.begin()) {
+          by_size.erase(it);
+          break;
+        }
+      order.pop_front();
+      bytes -= old_size;
+      std::free(old_raw);
+    }
+    order.emplace_back(size, raw);
+    by_size.emplace(size, std::prev(order.end()));
     bytes += size;
     return true;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(m);
-    for (auto& kv : blocks) std::free(kv.second);
-    blocks.clear();
+    for (auto& block : order) std::free(block.second);
+    order.clear();
+    by_size.clear();
     bytes = 0;
   }
 };

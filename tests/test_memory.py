@@ -156,6 +156,14 @@ def test_cache_is_bounded_and_small_outputs_bypass_it():
     big = [F.relu(one) for _ in range(10)]  # 10 x 32 MiB freed: at most 256 MiB kept
     del big
     assert 224 * MB < _core._array_cache_bytes() <= 256 * MB
+    # a new size evicts the blocks freed longest ago, and its own block is then reused
+    other = [F.relu(np.ones((3 << 21,), np.float32)) for _ in range(2)]  # 2 x 24 MiB
+    addrs = {a.__array_interface__["data"][0] for a in other}
+    del other
+    assert _core._array_cache_bytes() <= 256 * MB
+    again = F.relu(np.ones((3 << 21,), np.float32))
+    assert again.__array_interface__["data"][0] in addrs
+    del again
     huge = F.relu(np.ones((1 << 24,), np.float32))  # 64 MiB + the header: above the largest block kept
     _core._array_cache_clear()
     del huge
