@@ -164,7 +164,8 @@ def test_cache_is_bounded_and_small_outputs_bypass_it():
     again = F.relu(np.ones((3 << 21,), np.float32))
     assert again.__array_interface__["data"][0] in addrs
     del again
-    huge = F.relu(np.ones((1 << 24,), np.float32))  # 64 MiB + the header: above the largest block kept
+    huge = F.relu(np.ones((1 << 24,), np.float32))  # 64 MiB + the header: a plain numpy array, never cached
+    assert huge.base is None
     _core._array_cache_clear()
     del huge
     assert _core._array_cache_bytes() == 0
