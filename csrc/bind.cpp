@@ -342,6 +342,9 @@ void bind_runtime(py::module_& m) {
   m.attr("__version__") = CONVKIT_VERSION;
   m.def("num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, arg("n"));
+  m.def("_array_cache_bytes", &array_cache_bytes,
+        "Bytes of freed output-array blocks kept for reuse (see csrc/bind_util.cpp).");
+  m.def("_array_cache_clear", &array_cache_clear, "Return every cached output-array block to the system.");
   m.def("cpu_isa", [] { return std::string(isa_name(cpu_isa())); });
   m.def("compiler", [] { return std::string(CONVKIT_CXX_COMPILER); });
   m.def("cuda_compiled", &cuda_compiled);

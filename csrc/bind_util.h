@@ -20,7 +20,12 @@ Tensor as_tensor(py::handle h, const char* op, const char* name, bool writable =
 bool as_optional_tensor(py::handle h, const char* op, const char* name, Tensor* t);
 
 // A new uninitialized array on `device` (numpy or DeviceArray) and its view.
+// A new output array (numpy on the CPU, DeviceArray on CUDA) and its Tensor view. Large CPU arrays
+// reuse freed blocks of the same size (see bind_util.cpp); their contents are not zeroed.
 std::pair<py::object, Tensor> new_array(Device device, DType dtype, const std::vector<int64_t>& shape);
+// The output-array block cache: bytes held, and releasing them all (tests, memory-tight callers).
+std::size_t array_cache_bytes();
+void array_cache_clear();
 std::pair<py::object, Tensor> new_array_like(const Tensor& t, const std::vector<int64_t>& shape);
 std::vector<int64_t> shape_of(const Tensor& t);
 

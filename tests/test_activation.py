@@ -31,6 +31,24 @@ def test_relu_matches_reference(shape, dt):
     assert_close(F.relu_backward(dy, y), ref.relu_backward(dy, y), rtol=0, atol=0)
 
 
+def test_relu_backward_special_values(rng):
+    # long enough for the vectorized loop and its tail: dy's NaN and inf pass only where y > 0, and a
+    # NaN in y blocks the gradient (y > 0 is false); the values where y <= 0 are never looked at
+    n = 1000 + 7
+    y = np.abs(rng.standard_normal(n)).astype(np.float32)
+    y[::3] = 0.0
+    y[5::50] = np.nan
+    dy = rng.standard_normal(n).astype(np.float32)
+    dy[::7] = np.nan
+    dy[1::11] = np.inf
+    want = np.where(y > 0, dy, np.float32(0))
+    got = F.relu_backward(dy, y)
+    np.testing.assert_array_equal(got, want)
+    mask = rng.random(n) < 0.5
+    got_d = F.dropout_backward(dy, mask.astype(np.uint8), 0.5)
+    np.testing.assert_array_equal(got_d, np.where(mask, dy * np.float32(2.0), np.float32(0)))
+
+
 def test_relu_gradient(rng):
     x = rng.standard_normal((2, 3, 5, 7))
     x[np.abs(x) < 0.05] = 0.5  # stay away from the kink at 0 (eps is 1e-6)

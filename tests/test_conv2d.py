@@ -1,9 +1,10 @@
 """conv2d: every CPU implementation against the float64 reference, gradients, torch, and bad input.
 
 The CPU implementations are chosen with the test hook convkit._core._conv2d_set_cpu_impl:
-"ref" (the plain loops), "gemm" (im2col + GEMM) and "direct" (the AVX2 direct forward kernel for
-float32 stride-1 convs); a forced path raises instead of declining a shape, so a pass means that
-path really ran. "auto", the default, takes the fastest path that accepts the shape.
+"ref" (the plain loops), "gemm" (im2col + GEMM) and "direct" (the AVX2 direct kernels for float32
+stride-1 convs); a forced forward path raises instead of declining a shape, so a pass means that
+path really ran (a forced "direct" runs the backward shapes its kernels do not take as "auto" does).
+"auto", the default, takes the fastest path that accepts the shape.
 """
 import contextlib
 
@@ -361,6 +362,60 @@ def test_direct_declines_what_it_cannot_do():
         assert_raises(RuntimeError, r"the direct path declined", F.conv2d, x.astype(np.float64), w.astype(np.float64))
 
 
+@needs_direct
+@pytest.mark.parametrize("x_shape,w_shape,padding,dilation,groups", [
+    ((3, 1, 28, 28), (6, 1, 5, 5), 2, 1, 1),     # LeNet conv1: auto takes the direct backward weight
+    ((2, 3, 9, 20), (6, 3, 1, 1), 0, 1, 1),      # kernel width 1: blocks of 4 channels, a tail of 2
+    ((2, 2, 8, 17), (7, 2, 3, 3), 1, 1, 1),      # width 3: blocks of 3, a tail of 1; 17 = 2 vectors + 1
+    ((2, 4, 11, 23), (10, 2, 2, 6), (1, 3), (1, 1), 2),  # width 6, groups
+    ((1, 2, 12, 30), (3, 2, 4, 7), (2, 3), (2, 2), 1),   # width 7 (one channel per block), dilated
+    ((2, 2, 9, 21), (3, 2, 3, 8), (1, 4), 1, 1),  # width 8: the direct kernel declines, the GEMM path runs
+    # channel-vectorized (more lanes filled along the channels than along the row):
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),    # LeNet conv2: OW = 10, two vectors of 8 channels
+    ((2, 3, 7, 9), (12, 3, 3, 3), 1, 1, 1),      # 12 channels: the second vector half padding
+    ((2, 4, 6, 5), (48, 2, 2, 3), (0, 1), (2, 1), 2),  # 3 vectors per group: a block of 3 (width 3)
+    ((1, 2, 9, 11), (8, 2, 3, 7), (1, 3), 1, 1),  # width 7: one vector per block
+    ((2, 1, 5, 6), (40, 1, 1, 1), 0, 1, 1),       # width 1: blocks of 4 vectors, then 1
+])
+def test_direct_backward_weight_shapes(x_shape, w_shape, padding, dilation, groups):
+    x, w, b = random_problem(np.random.default_rng(5), x_shape, w_shape, np.float32)
+    for impl in ("direct", "auto"):
+        with cpu_impl(impl):
+            check_all(x, w, b, 1, padding, dilation, groups)
+
+
+@needs_direct
+@pytest.mark.parametrize("x_shape,w_shape,padding,dilation,groups", [
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),    # LeNet conv2: auto takes the direct backward data
+    ((2, 4, 9, 11), (6, 4, 3, 3), 1, 1, 1),      # padding 1 of 2: the flipped problem pads by 1
+    ((2, 8, 10, 13), (6, 4, 3, 5), (2, 4), (1, 1), 2),  # padding = dilation * (kernel - 1): flipped pad 0
+    ((1, 6, 12, 12), (4, 6, 3, 3), (1, 2), (2, 2), 1),  # dilated
+    ((2, 4, 7, 7), (5, 4, 3, 3), (2, 1), 1, 1),  # padding beyond the kernel: direct declines, GEMM runs
+])
+def test_direct_backward_data_shapes(x_shape, w_shape, padding, dilation, groups):
+    x, w, b = random_problem(np.random.default_rng(6), x_shape, w_shape, np.float32)
+    for impl in ("direct", "auto"):
+        with cpu_impl(impl):
+            check_all(x, w, b, 1, padding, dilation, groups)
+
+
+@needs_direct
+def test_direct_backward_weight_masks_the_row_tail():
+    # OW = 12: the second 8-pixel vector of each row has 4 lanes past the row. The inputs those lanes
+    # would read (beyond what any real tap reads for q = 0) hold inf: masked, they add exactly 0.
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 1, 6, 14)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 6, 12)).astype(np.float32)
+    x[:, :, :, 12:] = np.inf  # only taps q >= 1 reach columns 12, 13 (j + q with j <= 11)
+    with cpu_impl("direct"):
+        dw = F.conv2d_backward_weight(x, dy, (3, 1, 1, 3), padding=(0, 0))
+    want = ref.conv2d_backward_weight(x.astype(np.float64), dy.astype(np.float64), (3, 1, 1, 3))
+    assert np.isfinite(dw[..., 0]).all()
+    np.testing.assert_array_equal(np.isfinite(dw), np.isfinite(want))
+    fin = np.isfinite(want)
+    assert_close(dw[fin], want[fin], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("impl", IMPLS + ["direct"])
 @pytest.mark.parametrize("case", [
     # name: x_shape, w_shape, stride, padding, dilation, groups
@@ -452,7 +507,7 @@ def test_thread_count_independent(impl, n, rng):
     terms = (2 * 9 + 1, 3 * 9, n * 13 * 12, n * 13 * 12)
     for t in (2, 3):
         for name, a, b1, mag, k in zip(("y", "dx", "dw", "db"), results[1], results[t], mags, terms):
-            if impl == "ref" or name == "db" or (impl == "direct" and name == "y"):
+            if impl == "ref" or name == "db" or (impl == "direct" and name in ("y", "dx", "dw")):
                 np.testing.assert_array_equal(a, b1)  # one thread per output, one fixed order
             else:
                 assert_close(b1, a, rtol=0, atol=bound(k, mag, np.float32) * 2, name=f"{name} on {t} threads")

@@ -219,6 +219,24 @@ def test_against_torch(dt, shape, k, s, p, ceil_mode, device):
     assert_close(dx, t.grad.numpy(), rtol=1e-6 if dt == np.float32 else 1e-15, atol=1e-6 if dt == np.float32 else 1e-15)
 
 
+@pytest.mark.parametrize("shape,k,s,p,ceil_mode", [
+    ((4, 16, 10, 10), 2, 2, 0, False),  # LeNet pool2: 5 output columns, the scalar row and column passes
+    ((2, 3, 9, 13), 3, 2, 1, True),     # edge windows on both sides of a narrow row
+    ((2, 3, 11, 7), (2, 3), (1, 2), (1, 1), False),
+])
+def test_narrow_planes_ties_and_nan_against_reference(shape, k, s, p, ceil_mode):
+    # planes with fewer than 8 output columns take the scalar (select, not branch) passes: ties of
+    # small integers and scattered NaNs must still give the reference's values and indices
+    rng = np.random.default_rng(17)
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    x.reshape(-1)[rng.choice(x.size, x.size // 20, replace=False)] = np.nan
+    y, idx = pool(x, k, s, p, ceil_mode)
+    ry, ridx = ref.max_pool2d(x, pair(k), pair(s), pair(p), ceil_mode)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ry))
+    np.testing.assert_array_equal(y[~np.isnan(y)], ry[~np.isnan(ry)])
+
+
 def test_nan_against_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)

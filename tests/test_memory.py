@@ -99,3 +99,75 @@ def test_allocation_far_beyond_memory_raises_memory_error():
     # the process is healthy afterwards and nothing stayed resident
     np.testing.assert_array_equal(F.conv2d(x, w, padding=1)[0, 0], [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
     assert rss() - before < 16 * MB
+
+
+# ---- the output-array block cache (csrc/bind_util.cpp) ----------------------------------------------
+
+cached_arrays = pytest.mark.skipif(bool(os.environ.get("CONVKIT_SANITIZED")),
+                                   reason="sanitized builds allocate every output fresh")
+
+
+@cached_arrays
+def test_freed_outputs_are_reused_and_fully_overwritten():
+    from convkit import _core
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6, 28, 28)).astype(np.float32)  # 1.2 MB: cached when freed
+    _core._array_cache_clear()
+    y = F.relu(x)
+    y[...] = np.nan  # garbage in the block that the next output of this size gets
+    addr = y.__array_interface__["data"][0]
+    del y
+    assert _core._array_cache_bytes() >= x.nbytes
+    z = F.relu(-x)
+    assert z.__array_interface__["data"][0] == addr  # the same block, taken back from the cache
+    assert _core._array_cache_bytes() == 0
+    np.testing.assert_array_equal(z, np.maximum(-x, 0))
+    assert z.flags.c_contiguous and z.flags.writeable and z.flags.aligned
+    assert z.__array_interface__["data"][0] % 64 == 0
+
+
+@cached_arrays
+def test_a_view_keeps_its_block_out_of_the_cache():
+    from convkit import _core
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    _core._array_cache_clear()
+    y = F.relu(x)
+    view = y.reshape(8, -1)[2:]
+    kept = view.copy()
+    del y  # the view still uses the block: it must not be handed out again
+    assert _core._array_cache_bytes() == 0
+    z = F.relu(-x)
+    assert not np.shares_memory(z, view)
+    np.testing.assert_array_equal(view, kept)
+    del view
+    assert _core._array_cache_bytes() >= x.nbytes
+
+
+@cached_arrays
+def test_cache_is_bounded_and_small_outputs_bypass_it():
+    from convkit import _core
+    _core._array_cache_clear()
+    small = F.relu(np.ones((4, 4), np.float32))  # 64 bytes: plain numpy memory
+    assert small.base is None
+    del small
+    assert _core._array_cache_bytes() == 0
+    one = np.ones((1 << 23,), np.float32)
+    big = [F.relu(one) for _ in range(10)]  # 10 x 32 MiB freed: at most 256 MiB kept
+    del big
+    assert 224 * MB < _core._array_cache_bytes() <= 256 * MB
+    # a new size evicts the blocks freed longest ago, and its own block is then reused
+    other = [F.relu(np.ones((3 << 21,), np.float32)) for _ in range(2)]  # 2 x 24 MiB
+    addrs = {a.__array_interface__["data"][0] for a in other}
+    del other
+    assert _core._array_cache_bytes() <= 256 * MB
+    again = F.relu(np.ones((3 << 21,), np.float32))
+    assert again.__array_interface__["data"][0] in addrs
+    del again
+    huge = F.relu(np.ones((1 << 24,), np.float32))  # 64 MiB + the header: a plain numpy array, never cached
+    assert huge.base is None
+    _core._array_cache_clear()
+    del huge
+    assert _core._array_cache_bytes() == 0
+    _core._array_cache_clear()
+    assert _core._array_cache_bytes() == 0

@@ -96,7 +96,13 @@ void relu_backward_cpu(const Tensor& dy, const Tensor& y, const Tensor& dx) {
     const scalar_t* ys = y.ptr<scalar_t>();
     scalar_t* d = dx.ptr<scalar_t>();
     parallel_for(y.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) d[i] = ys[i] > scalar_t(0) ? g[i] : scalar_t(0);
+      // g[i] is loaded whatever the sign of y[i]: the select then compiles to a vector blend. With
+      // the load inside the condition the compiler keeps a branch, which mispredicts about half
+      // the time on a ReLU's output (10-20x slower).
+      for (int64_t i = b; i < e; ++i) {
+        const scalar_t gi = g[i];
+        d[i] = ys[i] > scalar_t(0) ? gi : scalar_t(0);
+      }
     });
   });
 }
@@ -124,7 +130,10 @@ void dropout_backward_cpu(const Tensor& dy, const Tensor& mask, const Tensor& dx
     scalar_t* d = dx.ptr<scalar_t>();
     const scalar_t scale = scalar_t(1.0 / (1.0 - p));
     parallel_for(dy.numel(), kGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) d[i] = m[i] ? g[i] * scale : scalar_t(0);
+      for (int64_t i = b; i < e; ++i) {  // unconditional load: a blend, not a branch (see relu_backward)
+        const scalar_t gi = g[i] * scale;
+        d[i] = m[i] ? gi : scalar_t(0);
+      }
     });
   });
 }

@@ -203,9 +203,11 @@ void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const
   conv2d_detail::forward_ref(x, w, b, y, p);
 }
 
-// The backward passes have no direct path: "direct" runs them as "auto" does.
+// The backward passes have direct paths for the shapes their kernels take; "direct" forces them
+// there and runs the other shapes as "auto" does.
 void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
   const int impl = current_impl();
+  if ((impl == kAuto || impl == kDirect) && conv2d_detail::backward_data_direct(dy, w, dx, p, impl == kDirect)) return;
   if (impl != kRef && conv2d_detail::backward_data_gemm(dy, w, dx, p)) return;
   if (impl == kGemm) throw_declined("conv2d_backward_data", impl);
   conv2d_detail::backward_data_ref(dy, w, dx, p);
@@ -213,6 +215,8 @@ void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& d
 
 void conv2d_backward_weight_cpu(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p) {
   const int impl = current_impl();
+  if ((impl == kAuto || impl == kDirect) && conv2d_detail::backward_weight_direct(x, dy, dw, p, impl == kDirect))
+    return;
   if (impl != kRef && conv2d_detail::backward_weight_gemm(x, dy, dw, p)) return;
   if (impl == kGemm) throw_declined("conv2d_backward_weight", impl);
   conv2d_detail::backward_weight_ref(x, dy, dw, p);

@@ -30,5 +30,30 @@ void conv2d_direct_rows_avx2(const DirectRows& a, int64_t i0, int64_t i1);
 // narrow outputs. Wp must be at least OW + (KW - 1) * dw.
 void conv2d_direct_rows_oc_avx2(const DirectRows& a, int64_t i0, int64_t i1);
 
+// Backward weight, direct: dw[o, c, p, q] = sum over n, i, j of dy[n, o, i, j] * xpad[n, c, i + p*dh, j + q*dw]
+// for the output channels [o0, o0 + nb) of one group, one input channel c and one kernel row p.
+struct DirectWeightRows {
+  const float* xpad;  // [N, C, Hp, Wp]: the zero-padded input (Hp = H + 2 pad_h, Wp as below)
+  int64_t C, Hp, Wp;
+  const float* dy;    // [N, OC, OH, OW]
+  int64_t N, OC, OH, OW;
+  float* dw;          // [OC, Cg, KH, KW]
+  int64_t Cg, KH, KW, dh, dw_dil;
+  // For the channel-vectorized kernel only: dy transposed per group to [G, N, OH, OW, OCp], OCp = OCg
+  // rounded up to 8, zero padded.
+  const float* dyt;
+  int64_t OCg, OCp;
+};
+// Overwrites dw[o0 .. o0 + nb, c_local, p, 0 .. KW) (o0 counts from 0 over all OC; input channel
+// c_global = group * Cg + c_local) with sums in (n, i, j-vector) order whose 8 lanes are added up at
+// the end: the same operations whatever the thread count. Needs 1 <= KW <= 7 and
+// Wp >= round_up(OW, 8) + (KW - 1) * dw_dil (it reads whole 8-pixel vectors, masking the last).
+void conv2d_direct_weight_avx2(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t c_local, int64_t c_global,
+                               int64_t p);
+// The same sums, channel-vectorized (for narrow outputs): all of group g's output channels, 8 per
+// vector, from a.dyt, one pixel at a time (the input value broadcast). Needs 1 <= KW <= 7 and
+// Wp >= OW + (KW - 1) * dw_dil.
+void conv2d_direct_weight_oc_avx2(const DirectWeightRows& a, int64_t g, int64_t c_local, int64_t c_global, int64_t p);
+
 }  // namespace conv2d_detail
 }  // namespace convkit

@@ -149,10 +149,153 @@ inline void row_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
   }
 }
 
+// ---- backward weight ----------------------------------------------------------------------------
+//
+// dw[o, c, p, q] = sum over n, i, j of dy[n, o, i, j] * xpad[n, c, i + p*dh, j + q*dw]. One call: NB
+// output channels x the KW taps of one kernel row, NB * KW (<= 12) vector accumulators of 8 output
+// pixels each, kept in registers over the whole batch. Per 8 pixels of an output row: NB loads of
+// dy, then per tap one unaligned load of the padded input row and NB FMAs. The last vector of a row
+// that OW does not fill is masked on both sides (dy by a masked load, the input by an AND), so the
+// lanes past OW add exactly 0 even when the input holds inf or NaN there.
+
+using convkit::conv2d_detail::DirectWeightRows;
+
+// Sum of the 8 lanes in a fixed order.
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int KW, int NB>
+void weight_block(const DirectWeightRows& a, int64_t o0, int64_t cl, int64_t cg, int64_t p) {
+  __m256 acc[NB][KW];
+  for (int b = 0; b < NB; ++b)
+    for (int q = 0; q < KW; ++q) acc[b][q] = _mm256_setzero_ps();
+  const int64_t full = a.OW / 8 * 8, rest = a.OW - full, plane = a.OH * a.OW, dq = a.dw_dil;
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rest)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256 maskf = _mm256_castsi256_ps(mask);
+  for (int64_t n = 0; n < a.N; ++n) {
+    const float* xc = a.xpad + (n * a.C + cg) * a.Hp * a.Wp + p * a.dh * a.Wp;
+    const float* gn = a.dy + (n * a.OC + o0) * plane;
+    for (int64_t i = 0; i < a.OH; ++i) {
+      const float* xr = xc + i * a.Wp;
+      const float* gr = gn + i * a.OW;
+      __m256 g[NB];
+      for (int64_t j = 0; j < full; j += 8) {
+        for (int b = 0; b < NB; ++b) g[b] = _mm256_loadu_ps(gr + b * plane + j);
+        for (int q = 0; q < KW; ++q) {
+          const __m256 xv = _mm256_loadu_ps(xr + j + q * dq);
+          for (int b = 0; b < NB; ++b) acc[b][q] = _mm256_fmadd_ps(g[b], xv, acc[b][q]);
+        }
+      }
+      if (rest) {
+        for (int b = 0; b < NB; ++b) g[b] = _mm256_maskload_ps(gr + b * plane + full, mask);
+        for (int q = 0; q < KW; ++q) {
+          const __m256 xv = _mm256_and_ps(_mm256_loadu_ps(xr + full + q * dq), maskf);
+          for (int b = 0; b < NB; ++b) acc[b][q] = _mm256_fmadd_ps(g[b], xv, acc[b][q]);
+        }
+      }
+    }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int q = 0; q < KW; ++q) a.dw[(((o0 + b) * a.Cg + cl) * a.KH + p) * KW + q] = hsum(acc[b][q]);
+}
+
+// The last r (< the block) channels: the block of exactly r.
+template <int KW, int NB>
+void weight_tail(const DirectWeightRows& a, int64_t r, int64_t o0, int64_t cl, int64_t cg, int64_t p) {
+  if (r == NB) return weight_block<KW, NB>(a, o0, cl, cg, p);
+  if constexpr (NB > 1) weight_tail<KW, NB - 1>(a, r, o0, cl, cg, p);
+}
+
+// Channels [o0, o0 + nb) in blocks of B, B * KW <= 12 accumulators and B + 1 more registers.
+template <int KW, int B>
+void weight_rows(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t cl, int64_t cg, int64_t p) {
+  int64_t o = o0;
+  for (; o + B <= o0 + nb; o += B) weight_block<KW, B>(a, o, cl, cg, p);
+  if (o < o0 + nb) weight_tail<KW, B>(a, o0 + nb - o, o, cl, cg, p);
+}
+
+// Channel-vectorized: output channel vectors [v0, v0 + NV) x the KW taps of one kernel row, NV * KW
+// (<= 12) accumulators. Per output pixel: NV loads of the transposed dy, then per tap one broadcast
+// of the input value and NV FMAs. Padded channels (o >= OCg) see dy = 0 and are not stored.
+template <int NV, int KW>
+void weight_oc_block(const DirectWeightRows& a, int64_t g, int64_t v0, int64_t cl, int64_t cg, int64_t p) {
+  __m256 acc[NV][KW];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < KW; ++q) acc[v][q] = _mm256_setzero_ps();
+  const int64_t dq = a.dw_dil;
+  for (int64_t n = 0; n < a.N; ++n) {
+    const float* xc = a.xpad + (n * a.C + cg) * a.Hp * a.Wp + p * a.dh * a.Wp;
+    const float* gn = a.dyt + (g * a.N + n) * a.OH * a.OW * a.OCp + v0 * 8;
+    for (int64_t i = 0; i < a.OH; ++i) {
+      const float* xr = xc + i * a.Wp;
+      const float* gr = gn + i * a.OW * a.OCp;
+      for (int64_t j = 0; j < a.OW; ++j) {
+        __m256 gv[NV];
+        for (int v = 0; v < NV; ++v) gv[v] = _mm256_loadu_ps(gr + j * a.OCp + v * 8);
+        for (int q = 0; q < KW; ++q) {
+          const __m256 xb = _mm256_broadcast_ss(xr + j + q * dq);
+          for (int v = 0; v < NV; ++v) acc[v][q] = _mm256_fmadd_ps(gv[v], xb, acc[v][q]);
+        }
+      }
+    }
+  }
+  alignas(32) float lanes[8];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < KW; ++q) {
+      _mm256_store_ps(lanes, acc[v][q]);
+      for (int l = 0; l < 8; ++l) {
+        const int64_t o = (v0 + v) * 8 + l;
+        if (o < a.OCg) a.dw[(((g * a.OCg + o) * a.Cg + cl) * a.KH + p) * KW + q] = lanes[l];
+      }
+    }
+}
+
+// All channel vectors of group g in blocks of B (B * KW <= 12), the last one or two alone.
+template <int KW, int B>
+void weight_oc_rows(const DirectWeightRows& a, int64_t g, int64_t cl, int64_t cg, int64_t p) {
+  const int64_t nv = a.OCp / 8;
+  int64_t v = 0;
+  for (; v + B <= nv; v += B) weight_oc_block<B, KW>(a, g, v, cl, cg, p);
+  for (; v < nv; ++v) weight_oc_block<1, KW>(a, g, v, cl, cg, p);
+}
+
 }  // namespace
 
 namespace convkit {
 namespace conv2d_detail {
+
+void conv2d_direct_weight_oc_avx2(const DirectWeightRows& a, int64_t g, int64_t c_local, int64_t c_global,
+                                  int64_t p) {
+  switch (a.KW) {
+    case 1: return weight_oc_rows<1, 4>(a, g, c_local, c_global, p);
+    case 2: return weight_oc_rows<2, 4>(a, g, c_local, c_global, p);
+    case 3: return weight_oc_rows<3, 3>(a, g, c_local, c_global, p);
+    case 4: return weight_oc_rows<4, 2>(a, g, c_local, c_global, p);
+    case 5: return weight_oc_rows<5, 2>(a, g, c_local, c_global, p);
+    case 6: return weight_oc_rows<6, 2>(a, g, c_local, c_global, p);
+    case 7: return weight_oc_rows<7, 1>(a, g, c_local, c_global, p);
+    default: return;  // the caller declines KW > 7
+  }
+}
+
+void conv2d_direct_weight_avx2(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t c_local, int64_t c_global,
+                               int64_t p) {
+  switch (a.KW) {
+    case 1: return weight_rows<1, 4>(a, o0, nb, c_local, c_global, p);
+    case 2: return weight_rows<2, 4>(a, o0, nb, c_local, c_global, p);
+    case 3: return weight_rows<3, 3>(a, o0, nb, c_local, c_global, p);
+    case 4: return weight_rows<4, 2>(a, o0, nb, c_local, c_global, p);
+    case 5: return weight_rows<5, 2>(a, o0, nb, c_local, c_global, p);
+    case 6: return weight_rows<6, 2>(a, o0, nb, c_local, c_global, p);
+    case 7: return weight_rows<7, 1>(a, o0, nb, c_local, c_global, p);
+    default: return;  // the caller declines KW > 7
+  }
+}
 
 void conv2d_direct_rows_avx2(const DirectRows& a, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {

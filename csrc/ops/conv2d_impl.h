@@ -2,9 +2,9 @@
 //
 // Implementations in order of preference; conv2d.cpp tries them in this order, each returning false
 // (declining, having written nothing) for shapes it cannot or should not take:
-//   conv2d_direct.cpp  forward only: register-blocked direct convolution (AVX2 kernel in
-//                      conv2d_direct_avx2.cpp) for float, stride-1 convs with few output channels
-//                      per group, where im2col + GEMM would spend most of its time copying.
+//   conv2d_direct.cpp  forward, backward data and weight: register-blocked direct convolution (AVX2
+//                      kernels in conv2d_direct_avx2.cpp) for float, stride-1 convs with few output
+//                      channels per group, where im2col + GEMM would spend most of its time copying.
 //   conv2d_gemm.cpp    im2col (skipped for 1x1 stride-1 unpadded convs) + convkit::gemm; declines
 //                      only when its scratch would be unreasonably large.
 //   conv2d_ref.cpp     plain loops straight from the formula in conv2d.h. Handles every shape; it is
@@ -39,6 +39,14 @@ void backward_weight_ref(const Tensor& x, const Tensor& dy, const Tensor& dw, co
 // take every shape the kernel supports, not only those where it beats the GEMM path.
 bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p,
                     bool forced);
+// Backward weight, direct (float, stride 1, AVX2, kernel width <= 7): per (input channel, kernel
+// row) the taps' sums over the batch in vector registers, from one zero-padded copy of x. For small
+// convs (LeNet conv1: 25 weights per channel, 784 pixels per image) the GEMM path's per-image
+// products are too small to amortize their packing.
+bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p, bool forced);
+// Backward data, direct (stride 1, padding <= dilation * (kernel - 1)): the forward direct kernel on
+// dy with the weights flipped and transposed (a "full" convolution); declines as forward_direct does.
+bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p, bool forced);
 
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);

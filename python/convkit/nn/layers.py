@@ -320,7 +320,7 @@ class Flatten(Module):
         if x.ndim < 2:
             raise ValueError(f"Flatten: x must have at least 2 dimensions [N, ...], got shape {list(x.shape)}")
         n = x.shape[0]
-        flat = int(np.prod(x.shape[1:]))
+        flat = math.prod(x.shape[1:])  # plain ints: np.prod costs 30-90 us right after a big kernel
         self._cache = tuple(x.shape) if is_grad_enabled() else None
         return x.reshape([n, flat]) if isinstance(x, DeviceArray) else x.reshape(n, flat)
 
