@@ -362,6 +362,14 @@ def test_direct_declines_what_it_cannot_do():
         assert_raises(RuntimeError, r"the direct path declined", F.conv2d, x.astype(np.float64), w.astype(np.float64))
 
 
+def check_direct_and_auto(seed, x_shape, w_shape, padding, dilation, groups):
+    """Forward and every backward, forced direct and auto, against the reference (stride 1, float32)."""
+    x, w, b = random_problem(np.random.default_rng(seed), x_shape, w_shape, np.float32)
+    for impl in ("direct", "auto"):
+        with cpu_impl(impl):
+            check_all(x, w, b, 1, padding, dilation, groups)
+
+
 @needs_direct
 @pytest.mark.parametrize("x_shape,w_shape,padding,dilation,groups", [
     ((3, 1, 28, 28), (6, 1, 5, 5), 2, 1, 1),     # LeNet conv1: auto takes the direct backward weight
@@ -378,10 +386,7 @@ def test_direct_declines_what_it_cannot_do():
     ((2, 1, 5, 6), (40, 1, 1, 1), 0, 1, 1),       # width 1: blocks of 4 vectors, then 1
 ])
 def test_direct_backward_weight_shapes(x_shape, w_shape, padding, dilation, groups):
-    x, w, b = random_problem(np.random.default_rng(5), x_shape, w_shape, np.float32)
-    for impl in ("direct", "auto"):
-        with cpu_impl(impl):
-            check_all(x, w, b, 1, padding, dilation, groups)
+    check_direct_and_auto(5, x_shape, w_shape, padding, dilation, groups)
 
 
 @needs_direct
@@ -393,10 +398,7 @@ def test_direct_backward_weight_shapes(x_shape, w_shape, padding, dilation, grou
     ((2, 4, 7, 7), (5, 4, 3, 3), (2, 1), 1, 1),  # padding beyond the kernel: direct declines, GEMM runs
 ])
 def test_direct_backward_data_shapes(x_shape, w_shape, padding, dilation, groups):
-    x, w, b = random_problem(np.random.default_rng(6), x_shape, w_shape, np.float32)
-    for impl in ("direct", "auto"):
-        with cpu_impl(impl):
-            check_all(x, w, b, 1, padding, dilation, groups)
+    check_direct_and_auto(6, x_shape, w_shape, padding, dilation, groups)
 
 
 @needs_direct

@@ -238,6 +238,16 @@ void phase_split(const Geometry& g, const T* x, T* xp) {
   }
 }
 
+// The source the fused packers read for image-group xg: its phase-split copy (in the calling
+// thread's workspace) when stride_w > 1, else nullptr (they read xg itself).
+template <class T>
+const T* phased_source(const Geometry& g, const T* xg) {
+  if (g.p.stride_w == 1) return nullptr;
+  T* xp = workspace_as<T>(static_cast<std::size_t>(g.d.Cg * g.d.H * phased_row(g)), kSlotPhased);
+  phase_split(g, xg, xp);
+  return xp;
+}
+
 // Fused im2col + GEMM packing (forward): writes cols[p0 : p0+kc, j0 : j0+nc] of the whole image
 // (pixels 0 .. OH*OW) straight into the GEMM's nr-wide micro-panels, so the cols matrix is never
 // written and read back; the values are exactly im2col's. A strip of nr pixels is split into runs
@@ -613,11 +623,7 @@ void forward_image(const Geometry& g, const T* xs, const PackedA<T>* wp, const T
       continue;
     }
     if (!cols) {  // fused im2col: the GEMM packs its B blocks straight from x (pack_cols)
-      T* xp = nullptr;
-      if (g.p.stride_w > 1) {
-        xp = workspace_as<T>(static_cast<std::size_t>(d.Cg * d.H * phased_row(g)), kSlotPhased);
-        phase_split(g, xg, xp);
-      }
+      const T* xp = phased_source(g, xg);
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
         pack_cols_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
       };
@@ -725,11 +731,7 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       continue;
     }
     if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t_strips)
-      T* xp = nullptr;
-      if (g.p.stride_w > 1) {
-        xp = workspace_as<T>(static_cast<std::size_t>(d.Cg * d.H * phased_row(g)), kSlotPhased);
-        phase_split(g, xg, xp);
-      }
+      const T* xp = phased_source(g, xg);
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
         pack_cols_t_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
       };
