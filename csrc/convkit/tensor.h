@@ -8,13 +8,15 @@
 // This header is part of the installed C++ API (see examples/custom_op); keep it self-contained.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace convkit {
 
@@ -50,11 +52,36 @@ template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::UIn
 constexpr int kMaxDims = 8;
 
 // Builds "a: b c d" style messages: CONVKIT_CHECK(x > 0, "conv2d: stride must be > 0, got ", x).
+// Numbers go through std::to_chars (floating point as printf's %g: 6 significant digits), not
+// iostreams: no locale is consulted, so a message reads the same under any global locale, and
+// formatting cannot reach a locale facet of another copy of libstdc++ in the process (a module built
+// by a toolchain that links libstdc++ statically crashed in ostream's number formatting on the H200
+// machine, where numpy had loaded the system libstdc++ first).
+namespace detail {
+inline void append(std::string& s, std::string_view v) { s.append(v.data(), v.size()); }
+inline void append(std::string& s, const char* v) { s += v ? v : "(null)"; }
+inline void append(std::string& s, char c) { s += c; }
+inline void append(std::string& s, bool b) { s += b ? '1' : '0'; }
+template <class T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[64];
+  std::to_chars_result r;
+  if constexpr (std::is_floating_point_v<T>)
+    r = std::to_chars(buf, buf + sizeof buf, static_cast<double>(v), std::chars_format::general, 6);
+  else
+    r = std::to_chars(buf, buf + sizeof buf, v);
+  s.append(buf, r.ptr);
+}
+template <class T, std::enable_if_t<std::is_enum_v<T>, int> = 0> void append(std::string& s, T v) {
+  append(s, static_cast<std::underlying_type_t<T>>(v));
+}
+}  // namespace detail
+
 template <class... Args>
 std::string str_cat(const Args&... args) {
-  std::ostringstream os;
-  (os << ... << args);
-  return os.str();
+  std::string s;
+  (detail::append(s, args), ...);
+  return s;
 }
 
 #define CONVKIT_CHECK(cond, ...)                                                 \
@@ -89,11 +116,9 @@ struct Tensor {
   bool defined() const { return ndim > 0 || data != nullptr; }
 
   std::string shape_str() const {
-    std::ostringstream os;
-    os << "[";
-    for (int i = 0; i < ndim; ++i) os << (i ? ", " : "") << shape[i];
-    os << "]";
-    return os.str();
+    std::string s = "[";
+    for (int i = 0; i < ndim; ++i) s += str_cat(i ? ", " : "", shape[i]);
+    return s + "]";
   }
 };
 
@@ -108,15 +133,15 @@ inline void check_shape(const Tensor& t, std::initializer_list<int64_t> expect, 
                         const char* name) {
   bool ok = t.ndim == static_cast<int>(expect.size());
   int i = 0;
-  std::ostringstream want;
-  want << "[";
+  std::string want = "[";
   for (int64_t e : expect) {
     if (ok && e >= 0 && t.shape[i] != e) ok = false;
-    want << (i ? ", " : "") << (e >= 0 ? std::to_string(e) : std::string("*"));
+    want += i ? ", " : "";
+    want += e >= 0 ? str_cat(e) : std::string("*");
     ++i;
   }
-  want << "]";
-  CONVKIT_CHECK(ok, op, ": ", name, " must have shape ", want.str(), ", got ", t.shape_str());
+  want += "]";
+  CONVKIT_CHECK(ok, op, ": ", name, " must have shape ", want, ", got ", t.shape_str());
 }
 
 inline void check_dtype(const Tensor& t, DType dt, const char* op, const char* name) {
