@@ -5,8 +5,12 @@
 // window's running sum; consecutive threads take consecutive w, so every load and store of a warp is
 // coalesced. When N*H*W threads would not fill the device, the channels are cut into chunks and each
 // thread starts its chunk by summing the window afresh (size extra reads per chunk).
-// The running sums are kept in double: an entering square is added and a leaving one subtracted, and
-// in float the cancellation would drift along the channels.
+// float: the running sums are kept in double: an entering square is added and a leaving one subtracted
+// (in float the cancellation would drift along the channels; in double each float square is exact and
+// the drift stays near 2^-53 of the largest window seen, far under float's rounding of the result).
+// double: there is no wider type to absorb that drift (on an H200 a window after a much larger one
+// came out a few ulps off), so each channel's window is summed afresh: size reads per output, which
+// the thread read moments before (L1).
 //
 //   forward:  s(c) = sum_{c' in [c - size/2, c + (size-1)/2]} x[c']^2
 //             scale[c] = k + alpha/size * s(c);  y[c] = x[c] * scale[c]^-beta
@@ -20,6 +24,9 @@ namespace {
 
 __device__ __forceinline__ float pow_(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double pow_(double a, double b) { return pow(a, b); }
+
+// Sum each window afresh instead of sliding it (see the top of the file).
+template <class T> constexpr bool kFresh = sizeof(T) >= sizeof(double);
 
 struct LrnShape {
   int C, HW, chunk, nchunks;
@@ -49,13 +56,19 @@ __global__ void lrn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, T* __
     const T* xp = x + base;
     // window of c0 without its last element: [c0 - before, c0 + after - 1]
     double sum = 0;
-    for (int c = dmax(c0 - s.before, 0); c < dmin(c0 + s.after, s.C); ++c) {
+    for (int c = dmax(c0 - s.before, 0); !kFresh<T> && c < dmin(c0 + s.after, s.C); ++c) {
       const double v = xp[static_cast<int64_t>(c) * s.HW];
       sum += v * v;
     }
     for (int c = c0; c < c1; ++c) {
       const int cin = c + s.after, cout = c - s.before;
-      if (cin < s.C) {
+      if constexpr (kFresh<T>) {
+        sum = 0;
+        for (int cc = dmax(cout, 0); cc <= dmin(cin, s.C - 1); ++cc) {
+          const double v = xp[static_cast<int64_t>(cc) * s.HW];
+          sum += v * v;
+        }
+      } else if (cin < s.C) {
         const double v = xp[static_cast<int64_t>(cin) * s.HW];
         sum += v * v;
       }
@@ -63,7 +76,7 @@ __global__ void lrn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, T* __
       const int64_t o = base + static_cast<int64_t>(c) * s.HW;
       scale[o] = sc;
       y[o] = x[o] * pow_(sc, nbeta);
-      if (cout >= 0) {
+      if (!kFresh<T> && cout >= 0) {
         const double v = xp[static_cast<int64_t>(cout) * s.HW];
         sum -= v * v;
       }
@@ -86,13 +99,18 @@ __global__ void lrn_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y,
     };
     // window' of c0 without its last element: [c0 - after, c0 + before - 1]
     double t = 0;
-    for (int c = dmax(c0 - s.after, 0); c < dmin(c0 + s.before, s.C); ++c) t += ratio(c);
+    for (int c = dmax(c0 - s.after, 0); !kFresh<T> && c < dmin(c0 + s.before, s.C); ++c) t += ratio(c);
     for (int c = c0; c < c1; ++c) {
       const int cin = c + s.before, cout = c - s.after;
-      if (cin < s.C) t += ratio(cin);
+      if constexpr (kFresh<T>) {
+        t = 0;
+        for (int cc = dmax(cout, 0); cc <= dmin(cin, s.C - 1); ++cc) t += ratio(cc);
+      } else if (cin < s.C) {
+        t += ratio(cin);
+      }
       const int64_t o = base + static_cast<int64_t>(c) * s.HW;
       dx[o] = static_cast<T>(static_cast<double>(dy[o] * pow_(scale[o], nbeta)) - coef * static_cast<double>(x[o]) * t);
-      if (cout >= 0) t -= ratio(cout);
+      if (!kFresh<T> && cout >= 0) t -= ratio(cout);
     }
   }
 }

@@ -16,6 +16,8 @@ where they are used.
 Every output is poisoned before the CUDA call: the allocator cache is filled with NaN blocks of the
 output's size, so an element the kernel never writes shows up as NaN.
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -318,6 +320,41 @@ def test_lrn_chunked_channels():
     dx = F.local_response_norm_backward(x, y, s, dy, 5, 1e-4, 0.75, 2.0)
     dxd = F.local_response_norm_backward(dev(x), yd, sd, dev(dy), 5, 1e-4, 0.75, 2.0)
     assert_within(dxd, dx, 1e-6 * (np.abs(dx) + np.abs(dy)), "backward")
+
+
+def test_lrn_float64_window_after_large_values():
+    # float64 has no wider type to hold a sliding window's running sum: after a square of 1e8 leaves the
+    # window, a running sum keeps an error near 1e8 * 2^-53 (about 1e-8), far above the rounding of the
+    # small squares left in it. (The sliding kernel failed test_fuzz's bound on an H200 by 3 ulps.)
+    rng = np.random.default_rng(9)
+    C, size, alpha, beta, k = 12, 3, 1.0, 0.75, 0.5
+    x = rng.standard_normal((1, C, 2, 3)) * 0.3
+    x[:, :3] *= 3e4
+    dy = rng.standard_normal(x.shape)
+    dy[:, :3] *= 1e8
+    lo, hi = size // 2, (size - 1) // 2
+    win = [range(max(c - lo, 0), min(c + hi, C - 1) + 1) for c in range(C)]
+    win_b = [range(max(c - hi, 0), min(c + lo, C - 1) + 1) for c in range(C)]
+    s = np.empty_like(x)
+    for c in range(C):
+        for i in np.ndindex(2, 3):
+            s[(0, c) + i] = k + alpha / size * math.fsum(x[(0, cc) + i] ** 2 for cc in win[c])
+    y = x * s ** -beta
+    yd, sd = F.local_response_norm(dev(x), size, alpha, beta, k, return_scale=True)
+    assert_within(sd, s, 8 * U[np.dtype(np.float64)] * s, "scale")
+    assert_within(yd, y, 16 * U[np.dtype(np.float64)] * np.abs(y), "forward")
+    r = dy * y / s
+    t = np.empty_like(x)
+    tabs = np.empty_like(x)
+    for c in range(C):
+        for i in np.ndindex(2, 3):
+            t[(0, c) + i] = math.fsum(r[(0, cc) + i] for cc in win_b[c])
+            tabs[(0, c) + i] = math.fsum(abs(r[(0, cc) + i]) for cc in win_b[c])
+    coef = 2 * alpha * beta / size
+    dx = dy * s ** -beta - coef * x * t
+    dxd = F.local_response_norm_backward(dev(x), dev(y), dev(s), dev(dy), size, alpha, beta, k)
+    assert_within(dxd, dx, 16 * U[np.dtype(np.float64)] * (np.abs(dy) * s ** -beta + coef * np.abs(x) * tabs),
+                  "backward")
 
 
 def test_lrn_gradients_through_cuda():
