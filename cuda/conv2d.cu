@@ -226,8 +226,7 @@ __device__ __forceinline__ TapIndex tap_of(int k, const BwdDataGeom& g) {
 }
 
 // A = W[g]^T restricted to the phase's taps: row m = c, column k = (o, jh, jw).
-template <class T> struct BwdDataA {
-  using C = Cfg<T>;
+template <class T, class C = Cfg<T>> struct BwdDataA {
   using Map = KFast<C, C::BM>;
   static constexpr int L = Map::L;
   const T* wg;
@@ -256,8 +255,7 @@ template <class T> struct BwdDataA {
 };
 
 // B = dy gathered for the phase: row k = (o, jh, jw), column n = (image, th, tw).
-template <class T> struct BwdDataB {
-  using C = Cfg<T>;
+template <class T, class C = Cfg<T>> struct BwdDataB {
   using Map = MFast<C, C::BN>;
   static constexpr int L = Map::L;
   const T* dyb = nullptr;
@@ -296,10 +294,9 @@ template <class T> struct BwdDataB {
   }
 };
 
-template <class T>
+template <class T, class C>
 __global__ void __launch_bounds__(igemm::kThreads, 2)
     conv_bwd_data_kernel(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx, ConvShape s, int zoff) {
-  using C = Cfg<T>;
   const int z = blockIdx.z + zoff;
   const int nph = s.sh * s.sw;
   const int g = z / nph, phi = z - g * nph;
@@ -321,10 +318,10 @@ __global__ void __launch_bounds__(igemm::kThreads, 2)
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * C::BN;
   if (n0 >= ncols) return;  // the grid is sized for the largest phase; the whole block leaves together
   const int m0 = blockIdx.y * C::BM;
-  BwdDataA<T> la(w + static_cast<int64_t>(g) * s.OCg * s.Cg * s.KH * s.KW, geo, s, m0);
-  BwdDataB<T> lb(dy, geo, s, g, ncols, n0);
+  BwdDataA<T, C> la(w + static_cast<int64_t>(g) * s.OCg * s.Cg * s.KH * s.KW, geo, s, m0);
+  BwdDataB<T, C> lb(dy, geo, s, g, ncols, n0);
   T acc[C::TM][C::TN];
-  igemm::mainloop<T>(la, lb, ceil_div(geo.K, C::BK), acc);
+  igemm::mainloop<T, C>(la, lb, ceil_div(geo.K, C::BK), acc);
   const int HW = s.H * s.W;
   const int per_img = geo.ph.nt * geo.pw.nt;
 #pragma unroll
@@ -568,17 +565,21 @@ void conv2d_backward_data_cuda(const Tensor& dy, const Tensor& w, const Tensor& 
   cuda_require(op);
   ConvShape s = make_shape(op, dx, w, dy, p);
   CONVKIT_DISPATCH_FLOAT(dy.dtype, op, [&] {
-    using C = Cfg<scalar_t>;
-    // the largest phase has ceil(H / sh) x ceil(W / sw) pixels per image
-    const int64_t cols = static_cast<int64_t>(s.N) * ceil_div(s.H, s.sh) * ceil_div(s.W, s.sw);
-    const unsigned gx = grid_dim(ceil_div<int64_t>(cols, C::BN), op);
-    const unsigned gy = grid_dim(ceil_div<int64_t>(s.Cg, C::BM), op);
-    CONVKIT_CHECK(gy <= 65535, op, ": too many input channels per group for one launch");
-    const int64_t nz = static_cast<int64_t>(s.G) * s.sh * s.sw;
-    for_z_chunks(nz, [&](int z0, unsigned cnt) {
-      launch(op, conv_bwd_data_kernel<scalar_t>, dim3(gx, gy, cnt), igemm::kThreads, dy.ptr<scalar_t>(),
-             w.ptr<scalar_t>(), dx.ptr<scalar_t>(), s, z0);
-    });
+    auto run = [&](auto cfg) {
+      using C = decltype(cfg);
+      // the largest phase has ceil(H / sh) x ceil(W / sw) pixels per image
+      const int64_t cols = static_cast<int64_t>(s.N) * ceil_div(s.H, s.sh) * ceil_div(s.W, s.sw);
+      const unsigned gx = grid_dim(ceil_div<int64_t>(cols, C::BN), op);
+      const unsigned gy = grid_dim(ceil_div<int64_t>(s.Cg, C::BM), op);
+      CONVKIT_CHECK(gy <= 65535, op, ": too many input channels per group for one launch");
+      const int64_t nz = static_cast<int64_t>(s.G) * s.sh * s.sw;
+      for_z_chunks(nz, [&](int z0, unsigned cnt) {
+        launch(op, conv_bwd_data_kernel<scalar_t, C>, dim3(gx, gy, cnt), igemm::kThreads, dy.ptr<scalar_t>(),
+               w.ptr<scalar_t>(), dx.ptr<scalar_t>(), s, z0);
+      });
+    };
+    if (s.Cg <= igemm::CfgSmallM<scalar_t>::BM) run(igemm::CfgSmallM<scalar_t>{});
+    else run(Cfg<scalar_t>{});
   });
 }
 

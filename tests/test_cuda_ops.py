@@ -148,6 +148,8 @@ def test_conv2d_random_shapes(p, seed):
     (1, 140, 6, 7, 8, 1, 1, (1, 1), (0, 0), (1, 1), 1),       # input channels span two tiles (backward data)
     (3, 8, 30, 31, 6, 3, 3, (1, 1), (1, 1), (1, 1), 2),       # long reduction: split-K in backward weight
     (2, 3, 35, 35, 16, 11, 11, (4, 4), (0, 0), (1, 1), 1),    # AlexNet conv1's geometry: 16 stride phases
+    (2, 32, 21, 21, 10, 5, 5, (2, 2), (2, 2), (1, 1), 2),     # 16 input channels per group: the narrow
+    (2, 34, 21, 21, 10, 5, 5, (2, 2), (2, 2), (1, 1), 2),     # backward-data tile (at the limit, one past)
     (2, 8, 13, 13, 12, 3, 3, (1, 1), (1, 1), (1, 1), 4),      # groups 4
     (1, 4, 12, 12, 4, 1, 1, (5, 3), (0, 0), (1, 1), 1),       # stride > kernel: most of dx is zero
     (2, 4, 5, 5, 3, 5, 5, (1, 1), (0, 0), (1, 1), 1),         # kernel as large as the input
