@@ -10,9 +10,11 @@ What it measures (float32, batch 128, the lecture's AlexNet: conv2/4/5 with grou
   once and each output written once; PyTorch's time alongside;
 - AlexNet forward + backward (loss included) at batch 128: convkit vs PyTorch (TF32 off and on).
 
-Method (METHOD.md): every result is validated against PyTorch before it is timed (relative error
-max|a - b| / max|b|); timing with CUDA events on one stream (convkit is put on PyTorch's current
-stream), after warm-up, median of the repeats; inputs are random normal, never zeros. Problems are
+Method (METHOD.md): every result is validated before it is timed (relative error max|a - b| / max|b|):
+convolutions against a float64 reference (cuDNN's FP32 result is checked against it too: on the H200 its
+conv2 backward-weight was 1.6e-2 off), the others against PyTorch; timing with CUDA events on one new
+stream shared by both libraries, after warm-up, median of the repeats (a conv faster than the FP32
+peak is reported as a timing error); inputs are random normal, never zeros. Problems are
 named benchdnn-style. Output: a table on stdout, results.json and results.md in --out.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ import convkit.functional as F
 from convkit import _core
 
 BATCH = 128
+FP32_PEAK_TFLOPS = 70.0  # H100/H200 SXM FFMA by the datasheet (67), rounded up: no FP32 kernel can beat it
 # name: (C, H, W, OC, K, stride, pad, groups) of the lecture's AlexNet (227x227 input)
 ALEXNET_CONVS = {
     "conv1": (3, 227, 227, 96, 11, 4, 0, 1),
@@ -122,15 +125,24 @@ def bench_convs(reps: int, rows: list, quick: bool) -> None:
             "bwd_weight": (lambda: F.conv2d_backward_weight(xk, dyk, wt.shape, *args),
                            lambda: torch.nn.grad.conv2d_weight(x, wt.shape, dy, s, p, 1, groups)),
         }
+        xd, wd, bd, dyd = x.double(), wt.double(), b.double(), dy.double()
+        refs64 = {  # the float64 reference each result is checked against (cuDNN's fp32 result is checked too)
+            "fwd": lambda: tF.conv2d(xd, wd, bd, s, p, 1, groups),
+            "bwd_data": lambda: torch.nn.grad.conv2d_input(x.shape, wd, dyd, s, p, 1, groups),
+            "bwd_weight": lambda: torch.nn.grad.conv2d_weight(xd, wt.shape, dyd, s, p, 1, groups),
+        }
         for op, (ck_fn, th_fn) in ops.items():
             set_tf32(False)
-            ref = th_fn()
+            ref = refs64[op]()
             err = rel_err(ck_fn(), ref)
-            row = {"kind": "conv2d", "layer": name, "op": op, "problem": prob, "gflop": flops / 1e9, "rel_err": err}
+            err_cudnn = rel_err(th_fn(), ref)
+            row = {"kind": "conv2d", "layer": name, "op": op, "problem": prob, "gflop": flops / 1e9, "rel_err": err,
+                   "rel_err_cudnn_fp32": err_cudnn}
+            del ref
             if not err < 1e-4:
                 row["error"] = f"validation failed: rel err {err:.2e}"
                 rows.append(row)
-                log(f"{name} {op}: VALIDATION FAILED rel err {err:.2e}")
+                log(f"{name} {op}: VALIDATION FAILED rel err {err:.2e} vs float64 (cuDNN fp32: {err_cudnn:.2e})")
                 continue
             row["convkit"] = time_ms(ck_fn, reps)
             row["cudnn_fp32"] = time_ms(th_fn, reps)
@@ -139,12 +151,16 @@ def bench_convs(reps: int, rows: list, quick: bool) -> None:
             set_tf32(False)
             for key in ("convkit", "cudnn_fp32", "cudnn_tf32"):
                 row[key]["tflops"] = flops / (row[key]["median_ms"] * 1e-3) / 1e12
+            if row["convkit"]["tflops"] > FP32_PEAK_TFLOPS:  # plain FFMA cannot go faster: the events missed it
+                row["error"] = f"implausible timing: {row['convkit']['tflops']:.0f} TFLOP/s > FP32 peak"
+                log(f"{name} {op}: {row['error']}")
             row["ratio_vs_fp32"] = row["convkit"]["median_ms"] / row["cudnn_fp32"]["median_ms"]
             row["ratio_vs_tf32"] = row["convkit"]["median_ms"] / row["cudnn_tf32"]["median_ms"]
             rows.append(row)
             log(f"{name} {op}: convkit {row['convkit']['median_ms']:.3f} ms ({row['convkit']['tflops']:.1f} TFLOP/s), "
                 f"cuDNN fp32 {row['cudnn_fp32']['median_ms']:.3f} ms, tf32 {row['cudnn_tf32']['median_ms']:.3f} ms, "
-                f"ratio {row['ratio_vs_fp32']:.2f} / {row['ratio_vs_tf32']:.2f}, err {err:.1e}")
+                f"ratio {row['ratio_vs_fp32']:.2f} / {row['ratio_vs_tf32']:.2f}, err vs float64 {err:.1e} "
+                f"(cuDNN fp32 {err_cudnn:.1e})")
 
 
 # ---- memory-bound ops ---------------------------------------------------------------------------------
@@ -403,8 +419,13 @@ def main(argv=None) -> int:
     reps = 5 if args.quick else args.reps
     skip = set(filter(None, args.skip.split(",")))
     torch.backends.cudnn.benchmark = True
-    # one stream for both libraries, so CUDA events bracket convkit's kernels too
-    _core.set_cuda_stream(torch.cuda.current_stream().cuda_stream)
+    # One stream for both libraries, so CUDA events bracket convkit's kernels too. Not PyTorch's default
+    # stream: its handle is 0, which set_cuda_stream reads as "convkit's own stream" (a non-blocking
+    # stream the events would not see: the first H200 run timed only the launches that way).
+    bench_stream = torch.cuda.Stream()
+    torch.cuda.set_stream(bench_stream)
+    _core.set_cuda_stream(bench_stream.cuda_stream)
+    assert _core.cuda_current_stream() == bench_stream.cuda_stream != 0
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
             "convkit": convkit.__version__, "python": platform.python_version(), "batch": BATCH,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "reps": reps}
