@@ -117,6 +117,7 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
       a.y = ys + (n * d.OC + g * d.OCg) * d.OH * d.OW;
       a.Cg = d.Cg, a.OCg = d.OCg, a.KH = d.KH, a.KW = d.KW, a.dh = p.dil_h, a.dw = p.dil_w;
       a.OH = d.OH, a.OW = d.OW;
+      a.H = d.H, a.ph = p.pad_h;
       if (by_channel) {
         a.wt = packed + g * (CKK + 1) * OCp;
         a.bt = a.wt + CKK * OCp;

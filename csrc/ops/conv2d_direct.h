@@ -15,6 +15,10 @@ struct DirectRows {
   const float* b;     // [OCg] the group's bias, or null
   float* y;           // [OCg, OH, OW] the image-group's output
   int64_t Cg, OCg, KH, KW, dh, dw, OH, OW;
+  // The unpadded input's height and top padding: kernel rows that fall on padding rows for an output
+  // row are skipped (they add 0 * w; half of LeNet conv2's backward data, run as a forward conv
+  // padded by 4, was such rows and columns).
+  int64_t H, ph;
   // For the channel-vectorized kernel only: the weights as [Cg, KH, KW, OCp] and the bias as [OCp]
   // (zero when there is none), OCp = OCg rounded up to 8, zero padded.
   const float* wt;

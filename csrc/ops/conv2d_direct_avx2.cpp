@@ -35,9 +35,18 @@ inline void store_first(float* p, __m256 v, int64_t n) {
   _mm256_maskstore_ps(p, mask, v);
 }
 
-// Output row i (relative row ri in the padded buffer), channels [ob, ob + MO), pixels [jb, jb + n).
+// The kernel rows [*p0, *p1) that read input rows (not padding) for output row i.
+inline void tap_rows(const DirectRows& a, int64_t i, int64_t* p0, int64_t* p1) {
+  const int64_t top = a.ph - i, bottom = a.H - 1 + a.ph - i;  // p * dh must lie in [top, bottom]
+  *p0 = top <= 0 ? 0 : (top + a.dh - 1) / a.dh;
+  *p1 = bottom < 0 ? 0 : min64(a.KH, bottom / a.dh + 1);
+}
+
+// Output row i (relative row ri in the padded buffer), channels [ob, ob + MO), pixels [jb, jb + n),
+// kernel rows [p0, p1).
 template <int MO, int NV>
-inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t jb, int64_t n) {
+inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t jb, int64_t n, int64_t p0,
+                 int64_t p1) {
   const int64_t KK = a.KH * a.KW, CKK = a.Cg * KK;
   __m256 acc[MO][NV];
 #pragma GCC unroll 8
@@ -48,7 +57,7 @@ inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t
   }
   const float* wo = a.w + ob * CKK;
   for (int64_t c = 0; c < a.Cg; ++c) {
-    for (int64_t p = 0; p < a.KH; ++p) {
+    for (int64_t p = p0; p < p1; ++p) {
       const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + jb;
       const float* wr = wo + (c * a.KH + p) * a.KW;
       for (int64_t q = 0; q < a.KW; ++q) {
@@ -74,10 +83,12 @@ inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t
 
 template <int MO>
 inline void row_block(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
+  int64_t p0, p1;
+  tap_rows(a, i, &p0, &p1);
   for (int64_t jb = 0; jb < a.OW; jb += 16) {
     const int64_t n = min64(16, a.OW - jb);
-    if (n > 8) tile<MO, 2>(a, ri, i, ob, jb, n);
-    else tile<MO, 1>(a, ri, i, ob, jb, n);
+    if (n > 8) tile<MO, 2>(a, ri, i, ob, jb, n, p0, p1);
+    else tile<MO, 1>(a, ri, i, ob, jb, n, p0, p1);
   }
 }
 
@@ -85,7 +96,7 @@ inline void row_block(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
 // [j0, j0 + NP) of output row i. Per tap: NV weight vector loads, then per pixel one broadcast of
 // the input value and NV FMAs.
 template <int NV, int NP>
-inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t j0) {
+inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t j0, int64_t p0, int64_t p1) {
   __m256 acc[NV][NP];
 #pragma GCC unroll 2
   for (int v = 0; v < NV; ++v) {
@@ -95,7 +106,7 @@ inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int6
   }
   const float* wt = a.wt + ob;
   for (int64_t c = 0; c < a.Cg; ++c) {
-    for (int64_t p = 0; p < a.KH; ++p) {
+    for (int64_t p = p0; p < p1; ++p) {
       const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + j0;
       const float* wr = wt + (c * a.KH + p) * a.KW * a.OCp;
       for (int64_t q = 0; q < a.KW; ++q) {
@@ -131,20 +142,21 @@ inline void tile_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int6
 
 template <int NV, int NPMAX>
 inline void row_oc(const DirectRows& a, int64_t ri, int64_t i, int64_t ob) {
-  int64_t j0 = 0;
-  for (; j0 + NPMAX <= a.OW; j0 += NPMAX) tile_oc<NV, NPMAX>(a, ri, i, ob, j0);
+  int64_t j0 = 0, p0, p1;
+  tap_rows(a, i, &p0, &p1);
+  for (; j0 + NPMAX <= a.OW; j0 += NPMAX) tile_oc<NV, NPMAX>(a, ri, i, ob, j0, p0, p1);
   switch (a.OW - j0) {  // the row's last pixels
-    case 11: if constexpr (NPMAX > 11) tile_oc<NV, 11>(a, ri, i, ob, j0); break;
-    case 10: if constexpr (NPMAX > 10) tile_oc<NV, 10>(a, ri, i, ob, j0); break;
-    case 9: if constexpr (NPMAX > 9) tile_oc<NV, 9>(a, ri, i, ob, j0); break;
-    case 8: if constexpr (NPMAX > 8) tile_oc<NV, 8>(a, ri, i, ob, j0); break;
-    case 7: if constexpr (NPMAX > 7) tile_oc<NV, 7>(a, ri, i, ob, j0); break;
-    case 6: if constexpr (NPMAX > 6) tile_oc<NV, 6>(a, ri, i, ob, j0); break;
-    case 5: tile_oc<NV, 5>(a, ri, i, ob, j0); break;
-    case 4: tile_oc<NV, 4>(a, ri, i, ob, j0); break;
-    case 3: tile_oc<NV, 3>(a, ri, i, ob, j0); break;
-    case 2: tile_oc<NV, 2>(a, ri, i, ob, j0); break;
-    case 1: tile_oc<NV, 1>(a, ri, i, ob, j0); break;
+    case 11: if constexpr (NPMAX > 11) tile_oc<NV, 11>(a, ri, i, ob, j0, p0, p1); break;
+    case 10: if constexpr (NPMAX > 10) tile_oc<NV, 10>(a, ri, i, ob, j0, p0, p1); break;
+    case 9: if constexpr (NPMAX > 9) tile_oc<NV, 9>(a, ri, i, ob, j0, p0, p1); break;
+    case 8: if constexpr (NPMAX > 8) tile_oc<NV, 8>(a, ri, i, ob, j0, p0, p1); break;
+    case 7: if constexpr (NPMAX > 7) tile_oc<NV, 7>(a, ri, i, ob, j0, p0, p1); break;
+    case 6: if constexpr (NPMAX > 6) tile_oc<NV, 6>(a, ri, i, ob, j0, p0, p1); break;
+    case 5: tile_oc<NV, 5>(a, ri, i, ob, j0, p0, p1); break;
+    case 4: tile_oc<NV, 4>(a, ri, i, ob, j0, p0, p1); break;
+    case 3: tile_oc<NV, 3>(a, ri, i, ob, j0, p0, p1); break;
+    case 2: tile_oc<NV, 2>(a, ri, i, ob, j0, p0, p1); break;
+    case 1: tile_oc<NV, 1>(a, ri, i, ob, j0, p0, p1); break;
     default: break;
   }
 }
@@ -171,7 +183,9 @@ inline float hsum(__m256 v) {
 template <int KW, int NB>
 void weight_block(const DirectWeightRows& a, int64_t o0, int64_t cl, int64_t cg, int64_t p) {
   __m256 acc[NB][KW];
+#pragma GCC unroll 12
   for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 7
     for (int q = 0; q < KW; ++q) acc[b][q] = _mm256_setzero_ps();
   const int64_t full = a.OW / 8 * 8, rest = a.OW - full, plane = a.OH * a.OW, dq = a.dw_dil;
   const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rest)),
@@ -185,22 +199,30 @@ void weight_block(const DirectWeightRows& a, int64_t o0, int64_t cl, int64_t cg,
       const float* gr = gn + i * a.OW;
       __m256 g[NB];
       for (int64_t j = 0; j < full; j += 8) {
+#pragma GCC unroll 12
         for (int b = 0; b < NB; ++b) g[b] = _mm256_loadu_ps(gr + b * plane + j);
+#pragma GCC unroll 7
         for (int q = 0; q < KW; ++q) {
           const __m256 xv = _mm256_loadu_ps(xr + j + q * dq);
+#pragma GCC unroll 12
           for (int b = 0; b < NB; ++b) acc[b][q] = _mm256_fmadd_ps(g[b], xv, acc[b][q]);
         }
       }
       if (rest) {
+#pragma GCC unroll 12
         for (int b = 0; b < NB; ++b) g[b] = _mm256_maskload_ps(gr + b * plane + full, mask);
+#pragma GCC unroll 7
         for (int q = 0; q < KW; ++q) {
           const __m256 xv = _mm256_and_ps(_mm256_loadu_ps(xr + full + q * dq), maskf);
+#pragma GCC unroll 12
           for (int b = 0; b < NB; ++b) acc[b][q] = _mm256_fmadd_ps(g[b], xv, acc[b][q]);
         }
       }
     }
   }
+#pragma GCC unroll 12
   for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 7
     for (int q = 0; q < KW; ++q) a.dw[(((o0 + b) * a.Cg + cl) * a.KH + p) * KW + q] = hsum(acc[b][q]);
 }
 
@@ -225,7 +247,9 @@ void weight_rows(const DirectWeightRows& a, int64_t o0, int64_t nb, int64_t cl, 
 template <int NV, int KW>
 void weight_oc_block(const DirectWeightRows& a, int64_t g, int64_t v0, int64_t cl, int64_t cg, int64_t p) {
   __m256 acc[NV][KW];
+#pragma GCC unroll 4
   for (int v = 0; v < NV; ++v)
+#pragma GCC unroll 7
     for (int q = 0; q < KW; ++q) acc[v][q] = _mm256_setzero_ps();
   const int64_t dq = a.dw_dil;
   for (int64_t n = 0; n < a.N; ++n) {
@@ -236,16 +260,23 @@ void weight_oc_block(const DirectWeightRows& a, int64_t g, int64_t v0, int64_t c
       const float* gr = gn + i * a.OW * a.OCp;
       for (int64_t j = 0; j < a.OW; ++j) {
         __m256 gv[NV];
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) gv[v] = _mm256_loadu_ps(gr + j * a.OCp + v * 8);
+#pragma GCC unroll 7
         for (int q = 0; q < KW; ++q) {
           const __m256 xb = _mm256_broadcast_ss(xr + j + q * dq);
+#pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) acc[v][q] = _mm256_fmadd_ps(gv[v], xb, acc[v][q]);
         }
       }
     }
   }
   alignas(32) float lanes[8];
+  // fully unrolled, so acc is never indexed at run time and stays in registers in the loop above (with
+  // a run-time index here GCC kept acc on the stack, storing every accumulator after every FMA)
+#pragma GCC unroll 4
   for (int v = 0; v < NV; ++v)
+#pragma GCC unroll 7
     for (int q = 0; q < KW; ++q) {
       _mm256_store_ps(lanes, acc[v][q]);
       for (int l = 0; l < 8; ++l) {
