@@ -9,7 +9,9 @@
 # 2. the CUDA tests: every test id that runs on the device (tests/test_cuda_*.py, tests/test_device_array.py
 #    and the [cuda] cases of the per-op tests);
 # 3. compute-sanitizer memcheck and racecheck on a small subset;
-# 4. benchmarks/bench_gpu.py (conv2d vs cuDNN, pooling/LRN vs copy bandwidth, AlexNet fwd+bwd).
+# 4. benchmarks/bench_gpu.py (conv2d vs cuDNN, pooling/LRN vs copy bandwidth, AlexNet fwd+bwd);
+# 5. last, with what time is left: the custom-op example built with its CUDA kernels and its tests on the
+#    device (tests/test_custom_op_example.py; not run on a GPU before 2026-11-28's check was written).
 #
 # Everything goes to benchmarks/results/gpu-<date>/ and, when $OUT is set (the device tool), to $OUT
 # as well, written as it happens so a run cut short still tells something. Each stage has its own
@@ -98,6 +100,9 @@ unset CONVKIT_FUZZ_EXAMPLES
 # 4. benchmarks
 run 110 "bench_gpu" $PY benchmarks/bench_gpu.py --out "$RES"
 save "$RES"/results.json "$RES"/results.md
+
+# 5. the custom-op example's CUDA kernels (builds the example: about a minute)
+run 150 "custom op example on cuda" $PY -m pytest -q -p no:cacheprovider -rs tests/test_custom_op_example.py
 
 stage "done: $FAILED failed stage(s), $(( $(date +%s) - T0 ))s"
 for d in "${DEST[@]:1}"; do cp -rf "$RES"/. "$d/" 2>/dev/null || true; done
