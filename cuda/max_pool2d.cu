@@ -65,24 +65,18 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, 
     T best;
     if (he - hs == 3 && we - ws == 3) {  // AlexNet's 3x3 windows away from the border: all 9 loads in flight
       window_max<3, 3>(xp, s.W, hs, ws, &best, &best_i);
-      y[i] = best;
-      idx[i] = best_i;
-      continue;
-    }
-    if (he - hs == 2 && we - ws == 2) {  // LeNet's 2x2
+    } else if (he - hs == 2 && we - ws == 2) {  // LeNet's 2x2
       window_max<2, 2>(xp, s.W, hs, ws, &best, &best_i);
-      y[i] = best;
-      idx[i] = best_i;
-      continue;
-    }
-    best = xp[best_i];
-    for (int ih = hs; ih < he; ++ih) {
-      const T* row = xp + ih * s.W;
-      for (int iw = ws; iw < we; ++iw) {
-        const T v = row[iw];
-        if (v > best || v != v) {
-          best = v;
-          best_i = ih * s.W + iw;
+    } else {
+      best = xp[best_i];
+      for (int ih = hs; ih < he; ++ih) {
+        const T* row = xp + ih * s.W;
+        for (int iw = ws; iw < we; ++iw) {
+          const T v = row[iw];
+          if (v > best || v != v) {
+            best = v;
+            best_i = ih * s.W + iw;
+          }
         }
       }
     }
