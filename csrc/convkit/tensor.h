@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 #include <limits>
 #include <stdexcept>
@@ -65,12 +66,16 @@ inline void append(std::string& s, bool b) { s += b ? '1' : '0'; }
 template <class T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
 void append(std::string& s, T v) {
   char buf[64];
-  std::to_chars_result r;
-  if constexpr (std::is_floating_point_v<T>)
-    r = std::to_chars(buf, buf + sizeof buf, static_cast<double>(v), std::chars_format::general, 6);
-  else
-    r = std::to_chars(buf, buf + sizeof buf, v);
-  s.append(buf, r.ptr);
+  if constexpr (std::is_floating_point_v<T>) {
+#if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
+    s.append(buf, std::to_chars(buf, buf + sizeof buf, static_cast<double>(v), std::chars_format::general, 6).ptr);
+#else  // standard libraries without floating-point to_chars (older libc++): printf, same format
+    const int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    s.append(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+#endif
+  } else {
+    s.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+  }
 }
 template <class T, std::enable_if_t<std::is_enum_v<T>, int> = 0> void append(std::string& s, T v) {
   append(s, static_cast<std::underlying_type_t<T>>(v));
