@@ -54,11 +54,12 @@ __global__ void lrn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, T* __
     int c0, c1;
     lrn_index(i, s, &base, &c0, &c1);
     const T* xp = x + base;
-    // window of c0 without its last element: [c0 - before, c0 + after - 1]
     double sum = 0;
-    for (int c = dmax(c0 - s.before, 0); !kFresh<T> && c < dmin(c0 + s.after, s.C); ++c) {
-      const double v = xp[static_cast<int64_t>(c) * s.HW];
-      sum += v * v;
+    if constexpr (!kFresh<T>) {  // sliding: start from the window of c0 without its last element
+      for (int c = dmax(c0 - s.before, 0); c < dmin(c0 + s.after, s.C); ++c) {
+        const double v = xp[static_cast<int64_t>(c) * s.HW];
+        sum += v * v;
+      }
     }
     for (int c = c0; c < c1; ++c) {
       const int cin = c + s.after, cout = c - s.before;
@@ -97,9 +98,9 @@ __global__ void lrn_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y,
       const int64_t o = base + static_cast<int64_t>(c) * s.HW;
       return static_cast<double>(dy[o] * y[o] / scale[o]);  // each term in T, the running sum in double
     };
-    // window' of c0 without its last element: [c0 - after, c0 + before - 1]
     double t = 0;
-    for (int c = dmax(c0 - s.after, 0); !kFresh<T> && c < dmin(c0 + s.before, s.C); ++c) t += ratio(c);
+    if constexpr (!kFresh<T>)  // sliding: start from window' of c0 without its last element
+      for (int c = dmax(c0 - s.after, 0); c < dmin(c0 + s.before, s.C); ++c) t += ratio(c);
     for (int c = c0; c < c1; ++c) {
       const int cin = c + s.before, cout = c - s.after;
       if constexpr (kFresh<T>) {

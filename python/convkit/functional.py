@@ -29,10 +29,10 @@ def _shape_str(shape) -> str:
 def check_array(x, fn: str, name: str, ndim: int | None = None, layout: str | None = None,
                 dtypes=_FLOATS, allow_empty: bool = False):
     """Check that x is a usable convkit array; returns it. Used by every op and by extension authors."""
-    is_numpy = type(x) is np.ndarray or isinstance(x, np.ndarray)  # exact type first: the common, cheap case
+    is_numpy = isinstance(x, np.ndarray)
     if not is_numpy and not isinstance(x, DeviceArray):
         raise TypeError(f"{fn}: {name} must be a numpy array or convkit.DeviceArray, got {type(x).__name__}")
-    if (x.dtype if is_numpy else np.dtype(x.dtype)) not in dtypes:
+    if (x.dtype if is_numpy else np.dtype(x.dtype)) not in dtypes:  # a numpy dtype already: no np.dtype() call
         want = " or ".join(str(d) for d in dtypes)
         raise TypeError(f"{fn}: {name} must have dtype {want}, got {x.dtype}")
     if ndim is not None and x.ndim != ndim:
