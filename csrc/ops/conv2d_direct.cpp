@@ -44,6 +44,16 @@ bool have_kernel() {
 
 }  // namespace
 
+#if defined(__x86_64__) || defined(_M_X64)
+// The direct kernel's own rule (unless forced): too many output channels per group for its
+// register blocks, or too few vector lanes filled by either the pixels or the channels.
+inline bool direct_declines(int64_t OW, int64_t OCg) {
+  const int64_t OW8 = (OW + 7) / 8 * 8, OCp = (OCg + 7) / 8 * 8;
+  const double fill_px = double(OW) / double(OW8), fill_oc = double(OCg) / double(OCp);
+  return OCg > kMaxDirectOCg || std::max(fill_px, fill_oc) < kMinLaneFill;
+}
+#endif
+
 bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p,
                     bool forced) {
   if (x.dtype != DType::Float32 || p.stride_h != 1 || p.stride_w != 1 || !have_kernel()) return false;
@@ -53,7 +63,7 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
   const int64_t OW8 = (d.OW + 7) / 8 * 8, OCp = (d.OCg + 7) / 8 * 8;
   const double fill_px = double(d.OW) / double(OW8), fill_oc = double(d.OCg) / double(OCp);
   const bool by_channel = fill_oc > fill_px;
-  if (!forced && (d.OCg > kMaxDirectOCg || std::max(fill_px, fill_oc) < kMinLaneFill)) return false;
+  if (!forced && direct_declines(d.OW, d.OCg)) return false;
   const int64_t OW16 = (d.OW + 15) / 16 * 16;
   const int64_t Wp = OW16 + (d.KW - 1) * p.dil_w;  // >= W + 2 * pad_w (stride 1)
   const int64_t halo = (d.KH - 1) * p.dil_h;       // extra input rows a band of output rows reads
@@ -150,6 +160,10 @@ bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, c
   // auto: the flipped problem has Cg output channels; with very few, each input load feeds too few
   // FMAs (measured: LeNet conv1, Cg = 1, 7% slower than the GEMM path; conv2, Cg = 6, 15% faster)
   if (!forced && d.Cg < kMinDataChannels) return false;
+#if defined(__x86_64__) || defined(_M_X64)
+  // the flipped problem's output is dx (width W, Cg channels per group): decline before flipping
+  if (!forced && direct_declines(d.W, d.Cg)) return false;
+#endif
   if (double(d.C) * double(d.OCg * d.KH * d.KW) * sizeof(float) > double(kMaxPadBytes)) return false;
   float* wt = workspace_as<float>(static_cast<std::size_t>(d.C * d.OCg * d.KH * d.KW), kSlotFlipped);
   const float* ws = w.ptr<float>();

@@ -191,13 +191,73 @@ void im2col(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int 
 // dx[c, h, v] += dcols[r, (i - i0)*OW + j] for every (r, i, j) that im2col reads x[c, h, v] into.
 // Parallel over channels c (a channel's rows touch only its own plane); each plane is summed in
 // one fixed order.
+// dst[q] += src[q] & mask[q] (bitwise) for q in [q0, q1); 16 bytes at a time as GCC/Clang vectors
+// (a scalar loop with memcpy punning went through the stack), the rest one value at a time.
+template <class T, class U>
+inline void add_masked(T* __restrict dst, const T* __restrict src, const U* __restrict mask, int64_t q0, int64_t q1) {
+  int64_t q = q0;
+#if defined(__GNUC__)
+  typedef T VT __attribute__((vector_size(16)));
+  typedef U VU __attribute__((vector_size(16)));
+  constexpr int64_t L = 16 / sizeof(T);
+  for (; q + L <= q1; q += L) {
+    VT s, d;
+    VU m;
+    std::memcpy(&s, src + q, 16);
+    std::memcpy(&m, mask + q, 16);
+    std::memcpy(&d, dst + q, 16);
+    d += reinterpret_cast<VT>(reinterpret_cast<VU>(s) & m);
+    std::memcpy(dst + q, &d, 16);
+  }
+#endif
+  for (; q < q1; ++q) {
+    U v;
+    std::memcpy(&v, src + q, sizeof(T));
+    v &= mask[q];
+    T f;
+    std::memcpy(&f, &v, sizeof(T));
+    dst[q] += f;
+  }
+}
+
 template <class T>
 void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx, int threads) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   const Dims& d = g.d;
   const int64_t ld = cols_ld((i1 - i0) * d.OW, sizeof(T)), sw = g.p.stride_w, KK = d.KH * d.KW;
+  // Stride 1 with OW == W ("same" padding), as in im2col: a kernel row's in-image part is one span
+  // of consecutive dcols values added to consecutive dx values, dx[q + delta] += dcols[q], with the
+  // columns whose window hangs over the left/right edge (they would land in the neighbouring row)
+  // masked to zero; the span is cut so it never leaves the channel's plane (another thread's).
+  // Every dx value gets the same additions in the same order as the plain loop below, plus
+  // additions of +0 (the only change: a -0 sum becomes +0).
+  const bool block = sw == 1 && g.p.stride_h == 1 && d.OW == d.W;
+  const int64_t np = (i1 - i0) * d.OW;
+  U* cmask = nullptr;  // cmask[kq * np + q]: all ones where output column q % OW reads inside
+  if (block) {
+    cmask = workspace_as<U>(static_cast<std::size_t>(d.KW * np), kSlotTaps);
+    for (int64_t kq = 0; kq < d.KW; ++kq) {
+      int64_t lo, hi;
+      col_range(g, kq, &lo, &hi);
+      for (int64_t q = 0; q < np; ++q) cmask[kq * np + q] = q % d.OW >= lo && q % d.OW < hi ? ~U(0) : U(0);
+    }
+  }
   maybe_parallel(d.Cg, threads, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       T* dxc = dx + c * d.H * d.W;
+      if (block) {
+        const int64_t plane = d.H * d.W;
+        for (int64_t r = c * KK; r < (c + 1) * KK; ++r) {
+          const int64_t kp = r / d.KW % d.KH, kq = r % d.KW;
+          const int64_t hoff = kp * g.p.dil_h - g.p.pad_h, off = kq * g.p.dil_w - g.p.pad_w;
+          // output rows [a, b) of the band read inside the image; dx index of pixel q: q + delta
+          const int64_t a = std::clamp<int64_t>(-hoff, i0, i1), b = std::clamp<int64_t>(d.H - hoff, a, i1);
+          const int64_t delta = (i0 + hoff) * d.W + off;
+          const int64_t q0 = std::max((a - i0) * d.OW, -delta), q1 = std::min((b - i0) * d.OW, plane - delta);
+          add_masked(dxc + delta, dcols + r * ld, cmask + kq * np, q0, q1);
+        }
+        continue;
+      }
       for (int64_t r = c * KK; r < (c + 1) * KK; ++r) {
         const int64_t kp = r / d.KW % d.KH, kq = r % d.KW;
         const int64_t off = kq * g.p.dil_w - g.p.pad_w;
