@@ -274,34 +274,13 @@ def same_problems(draw):
                 bias=draw(st.booleans()))
 
 
-@contextlib.contextmanager
-def batched_forward(mode):
-    """CONVKIT_CONV_BATCH: '1' makes the fused "same" forward run the GEMM over the pixels of several
-    images at once (forward_images) whenever it can, '0' one image at a time; unset: small images
-    only. Read on every call."""
-    import os
-    old = os.environ.get("CONVKIT_CONV_BATCH")
-    if mode is None:
-        os.environ.pop("CONVKIT_CONV_BATCH", None)
-    else:
-        os.environ["CONVKIT_CONV_BATCH"] = mode
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("CONVKIT_CONV_BATCH", None)
-        else:
-            os.environ["CONVKIT_CONV_BATCH"] = old
-
-
-@pytest.mark.parametrize("batch", ["0", "1"])
 @pytest.mark.parametrize("mode", ["auto", "1"])
 @given(pr=same_problems())
-def test_gemm_forward_same_convolutions(mode, batch, pr):
+def test_gemm_forward_same_convolutions(mode, pr):
     rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]) + 11)
     x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], pr["dtype"], pr["bias"])
     env = fused_forward(mode) if mode != "auto" else contextlib.nullcontext()
-    with cpu_impl("gemm"), env, batched_forward(batch):
+    with cpu_impl("gemm"), env:
         y = F.conv2d(x, w, b, padding=pr["padding"], dilation=pr["dilation"], groups=pr["groups"])
         assert y.shape[2:] == x.shape[2:]
         check_all(x, w, b, 1, pr["padding"], pr["dilation"], pr["groups"])
@@ -335,36 +314,6 @@ def test_gemm_forward_border_values_stay_out(dt, geom, rng):
         mag = ref.conv2d(np.abs(np.where(np.isfinite(x), x, 0)), np.abs(w), None, stride=stride, padding=padding)
         n_terms = ws[1] * ws[2] * ws[3] + 1
         assert_close(y[fin], want[fin], rtol=0, atol=bound(n_terms, mag[fin], dt), name="y")
-
-
-@pytest.mark.parametrize("dt", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [  # x, w, padding, dilation, groups: "same" convolutions
-    ((7, 6, 13, 13), (10, 3, 3, 3), 1, 1, 2),   # AlexNet conv3-5-like: 169 pixels, strips across images
-    ((5, 3, 5, 9), (4, 3, 5, 3), (2, 1), 1, 1),  # 45 pixels: a 16-pixel strip spans up to 3 images
-    ((3, 2, 3, 3), (3, 2, 3, 3), 2, 2, 1),       # 9 pixels, dilation 2
-    ((9, 4, 11, 7), (6, 2, 1, 3), (0, 1), 1, 2)])
-def test_gemm_forward_batched_images_bit_identical(dt, shape, rng):
-    # forward_images runs one GEMM over several images' pixels; per output value it does the same
-    # operations in the same order as one image at a time, so the results are identical, whatever
-    # the batch split (7 and 9 images leave partial batches and a remainder after the thread split);
-    # an inf at the last pixel of one image and the first of the next reaches exactly its own outputs
-    xs, ws, p, dil, g = shape
-    x, w, b = random_problem(rng, xs, ws, dt)
-    x[0, 0, -1, -1] = np.inf  # images 0 and 1 share a batch (and a strip) whenever batching is on
-    x[1, -1, 0, 0] = -np.inf
-    want = ref.conv2d(x, w, b, padding=p, dilation=dil, groups=g)
-    outs = {}
-    for batch in ("0", "1", None):
-        for n in (1, 2):
-            with cpu_impl("gemm"), fused_forward("1"), batched_forward(batch), threads(n):
-                outs[batch, n] = F.conv2d(x, w, b, padding=p, dilation=dil, groups=g)
-    base = outs["0", 1]
-    assert np.array_equal(np.isfinite(base), np.isfinite(want)) and not np.isnan(base).any()
-    fin = np.isfinite(want)
-    mag = ref.conv2d(np.abs(np.where(np.isfinite(x), x, 0)), np.abs(w), np.abs(b), padding=p, dilation=dil, groups=g)
-    assert_close(base[fin], want[fin], rtol=0, atol=bound(ws[1] * ws[2] * ws[3] + 1, mag[fin], dt), name="y")
-    for key, y in outs.items():
-        assert np.array_equal(y, base, equal_nan=True), key
 
 
 @pytest.mark.parametrize("nthreads", [1, 2])

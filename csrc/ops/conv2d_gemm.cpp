@@ -382,9 +382,9 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
 // stride 1, output the size of the input, where pixel q reads plane value q + delta), else a
 // gather. The strip is packed tap by tap, each tap's rows (one per channel) in one loop: lanes whose
 // window hangs over the border are cleared with the tap's bit mask (built once per strip and tap),
-// so values read from the neighbouring row, channel or image never reach the product (not even as
-// 0 * inf); rows whose read would leave x go lane by lane, and a partial last strip through
-// pack_cols (pack_cols_lanes when it spans two images). Same values as im2col.
+// so values read from the neighbouring row or channel never reach the product (not even as
+// 0 * inf); rows whose read would leave the image-group go lane by lane, and a partial last strip
+// through pack_cols. Same values as im2col.
 inline bool same_geometry(const Geometry& g) {
   return g.p.stride_h == 1 && g.p.stride_w == 1 && g.d.OH == g.d.H && g.d.OW == g.d.W;
 }
@@ -413,43 +413,16 @@ inline void mask_copy(void* dst, const void* src, const void* mask) {
 #endif
 }
 
-// A strip of a batched block (pack_cols_strips with nimg > 1) that is also the partial last strip:
-// lane by lane, the image, output pixel and input value of every lane worked out afresh (at most
-// one such strip per GEMM block). Lanes cnt .. NR - 1 are zero.
-template <class T, int NR>
-void pack_cols_lanes(const Geometry& g, const T* x, int64_t img_stride, int64_t p0, int64_t kc, int64_t q0,
-                     int64_t cnt, T* dst) {
-  const Dims& d = g.d;
-  const int64_t KK = d.KH * d.KW;
-  for (int64_t k = 0; k < kc; ++k) {
-    const int64_t r = p0 + k, c = r / KK, kp = r / d.KW % d.KH, kq = r % d.KW;
-    T* dd = dst + k * NR;
-    for (int64_t t = 0; t < NR; ++t) {
-      T v = T(0);
-      if (t < cnt) {
-        const int64_t q = q0 + t, b = q / g.P, i = q % g.P / d.OW, j = q % g.P % d.OW;
-        const int64_t h = i * g.p.stride_h - g.p.pad_h + kp * g.p.dil_h;
-        const int64_t w = j * g.p.stride_w - g.p.pad_w + kq * g.p.dil_w;
-        if (h >= 0 && h < d.H && w >= 0 && w < d.W) v = x[b * img_stride + (c * d.H + h) * d.W + w];
-      }
-      dd[t] = v;
-    }
-  }
-}
-
-// Columns q of the block are pixels of nimg images: image q / P, output pixel q % P; image b's
-// values start img_stride elements after image 0's (x). nimg > 1 only without a phase-split source
-// (stride_w == 1): strips that cross from one image into the next are gathered (not contiguous).
 template <class T, int NR>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                      T* dst, int64_t* scratch, int64_t img_stride, int64_t nimg) {
+                      T* dst, int64_t* scratch) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   static_assert(sizeof(U) == sizeof(T), "bit mask width");
   const Dims& d = g.d;
   const int64_t KK = d.KH * d.KW, OW = d.OW, sw = g.p.stride_w, sh = g.p.stride_h;
   const T* src = xp ? xp : x;
   const int64_t row_len = xp ? phased_row(g) : d.W, plane = d.H * row_len;
-  const int64_t planes_end = (nimg - 1) * img_stride + d.Cg * plane;  // reads at or past it leave x
+  const int64_t planes_end = d.Cg * plane;  // reads at or past it leave the image-group
   // scratch, per kernel tap (row r of cols is channel r / KK, tap r % KK): its offset in a source
   // plane, row offset, and the output columns [lo, hi) whose window column is inside the image
   int64_t* tap_off = scratch;
@@ -471,11 +444,7 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
   for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
     const int64_t q0 = j0 + s;
     if (nc - s < NR) {
-      const int64_t b = q0 / g.P;
-      if (nimg == 1 || b == (nc + j0 - 1) / g.P)  // within one image
-        pack_cols(g, x + b * img_stride, p0, kc, q0 - b * g.P, nc - s, NR, dst, xp);
-      else
-        pack_cols_lanes<T, NR>(g, x, img_stride, p0, kc, q0, nc - s, dst);
+      pack_cols(g, x, p0, kc, q0, nc - s, NR, dst, xp);
       break;
     }
     int64_t ti[NR], tj[NR], lane[NR];
@@ -483,9 +452,8 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
     int64_t lane_min = 0, lane_max = 0;  // (with padding, OW > W: lanes need not increase)
     int64_t jmin = OW, jmax = -1, hmin = 0, hmax = 0;
     for (int t = 0; t < NR; ++t) {
-      const int64_t q = q0 + t, b = nimg == 1 ? 0 : q / g.P, pix = q - b * g.P;
-      ti[t] = pix / OW, tj[t] = pix % OW;
-      lane[t] = b * img_stride + ti[t] * sh * row_len + tj[t];
+      ti[t] = (q0 + t) / OW, tj[t] = (q0 + t) % OW;
+      lane[t] = ti[t] * sh * row_len + tj[t];
       contiguous = contiguous && lane[t] == lane[0] + t;
       lane_min = t == 0 ? lane[t] : std::min(lane_min, lane[t]);
       lane_max = t == 0 ? lane[t] : std::max(lane_max, lane[t]);
@@ -513,7 +481,7 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
         continue;
       }
       // Lanes whose window hangs over the border are cleared with a bit mask, so values read
-      // from the neighbouring row, channel or image never reach the product (not even 0 * inf).
+      // from the neighbouring row or channel never reach the product (not even 0 * inf).
       U m[NR];
       for (int t = 0; t < NR; ++t) {
         const int64_t h = ti[t] * sh + hoff;
@@ -538,17 +506,15 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
 
 template <class T>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                      int nr, T* dst, int64_t img_stride = 0, int64_t nimg = 1) {
+                      int nr, T* dst) {
   int64_t* scratch = workspace_as<int64_t>(static_cast<std::size_t>(4 * g.d.KH * g.d.KW), kSlotTaps);
   switch (nr) {
-    case 4: return pack_cols_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, scratch, img_stride, nimg);
-    case 8: return pack_cols_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, scratch, img_stride, nimg);
-    case 16: return pack_cols_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, scratch, img_stride, nimg);
-    case 32: return pack_cols_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, scratch, img_stride, nimg);
-    default: break;
+    case 4: return pack_cols_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 8: return pack_cols_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 16: return pack_cols_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    case 32: return pack_cols_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, scratch);
+    default: return pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp);
   }
-  CONVKIT_CHECK(nimg == 1, "conv2d: batched packing needs a 4/8/16/32-wide GEMM panel, got ", nr);
-  pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp);
 }
 
 // The transposed block for backward weight: dst[s * kc * nr + k * nr + jj] = cols[j0 + s*nr + jj,
@@ -756,49 +722,6 @@ void forward_image(const Geometry& g, const T* xs, const PackedA<T>* wp, const T
   }
 }
 
-// Batched forward for small images: the GEMM's N runs over the pixels of nimg images at once
-// (y_g[OCg, nimg * P] into scratch c, then copied out image by image), so a 13x13 output (P = 169,
-// 10.6 strips of 16) is not rounded up to whole strips per image and the packed weights stream
-// past the microkernel once per nimg images. c is prefilled with the bias and the GEMM adds with
-// beta = 1, as forward_image does into y: the same operations in the same order, bit for bit.
-// Only for the fused "same" path at stride 1 (pack_cols_strips reads x directly), see batch_images.
-template <class T>
-void forward_images(const Geometry& g, const T* xs, const PackedA<T>* wp, const T* bs, T* ys, int64_t n0,
-                    int64_t nimg, T* c, int threads) {
-  const Dims& d = g.d;
-  const int64_t NP = nimg * g.P, img_stride = d.C * d.H * d.W;
-  for (int64_t grp = 0; grp < d.G; ++grp) {
-    const T* xg = xs + (n0 * d.C + grp * d.Cg) * d.H * d.W;
-    for (int64_t o = 0; o < d.OCg; ++o) std::fill(c + o * NP, c + (o + 1) * NP, bs ? bs[grp * d.OCg + o] : T(0));
-    const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
-      pack_cols_strips(g, xg, static_cast<const T*>(nullptr), p0, kc, j0, nc, nr, dst, img_stride, nimg);
-    };
-    gemm_packer<T>(wp[grp], NP, T(1), pb, T(1), c, NP, threads);
-    for (int64_t b = 0; b < nimg; ++b) {
-      T* yg = ys + ((n0 + b) * d.OC + grp * d.OCg) * g.P;
-      for (int64_t o = 0; o < d.OCg; ++o) std::copy(c + o * NP + b * g.P, c + o * NP + (b + 1) * g.P, yg + o * g.P);
-    }
-  }
-}
-
-// Images per batched forward GEMM (forward_images), 1 = one image at a time (forward_image): about
-// kBatchPixels output pixels, when the fused "same" packer runs (stride 1, no phase split) and an
-// image has fewer pixels than that. CONVKIT_CONV_BATCH=0 turns it off, =1 batches whenever the
-// path allows (tests run both), read on every call.
-constexpr int64_t kBatchPixels = 512;
-int64_t batch_images(const Geometry& g, bool fused, int64_t n_split, int threads) {
-  if (g.direct || !fused || !same_geometry(g) || g.p.stride_w != 1) return 1;
-  const char* e = std::getenv("CONVKIT_CONV_BATCH");
-  if (e && e[0] == '0') return 1;
-  const bool force = e && e[0] == '1';
-  if (!force && g.P >= kBatchPixels) return 1;
-  int64_t nb = (kBatchPixels + g.P - 1) / g.P;
-  // at least 4 batches per thread (when there are that many images), so a thread the OS holds up
-  // leaves a short tail: each batch is one thread's work
-  if (n_split > 0) nb = std::min(nb, std::max<int64_t>(1, n_split / (4 * threads)));
-  return force ? std::max<int64_t>(nb, 2) : nb;
-}
-
 template <class T>
 bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
   Geometry g;
@@ -810,25 +733,8 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   // The fused path needs no cols (see fused_forward).
-  const bool fused = fused_forward(g, true);
-  const std::size_t ce = fused ? 0 : band_cols_elems(g, sizeof(T));
+  const std::size_t ce = fused_forward(g, true) ? 0 : band_cols_elems(g, sizeof(T));
   const std::vector<PackedA<T>> wp = pack_weights(g, ws, false, nt);
-  const int64_t nb = batch_images(g, fused, n_split, nt);
-  if (nb > 1) {  // forward_images: batches of nb images handed out like single images below
-    const std::size_t out_elems = static_cast<std::size_t>(g.d.OCg * nb * g.P);
-    if (n_split > 0) {
-      std::atomic<int64_t> next{0};
-      run_threads(nt, [&](int, int) {
-        T* c = workspace_as<T>(out_elems, kSlotCols);
-        for (int64_t n0; (n0 = next.fetch_add(nb, std::memory_order_relaxed)) < n_split;)
-          forward_images(g, xs, wp.data(), bs, ys, n0, std::min(nb, n_split - n0), c, 1);
-      });
-    }
-    for (int64_t n0 = n_split; n0 < g.d.N; n0 += nb)
-      forward_images(g, xs, wp.data(), bs, ys, n0, std::min(nb, g.d.N - n0), workspace_as<T>(out_elems, kSlotCols),
-                     nt);
-    return true;
-  }
   if (n_split > 0) {
     std::atomic<int64_t> next{0};
     run_threads(nt, [&](int, int) {
