@@ -383,8 +383,8 @@ void pack_cols(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0
 // gather. The strip is packed tap by tap, each tap's rows (one per channel) in one loop: lanes whose
 // window hangs over the border are cleared with the tap's bit mask (built once per strip and tap),
 // so values read from the neighbouring row or channel never reach the product (not even as
-// 0 * inf); rows whose read would leave the image-group go lane by lane, and a partial last strip
-// through pack_cols. Same values as im2col.
+// 0 * inf); rows whose read would leave the image-group go lane by lane. A partial last strip is
+// a gathered one whose missing lanes are always masked. Same values as im2col.
 inline bool same_geometry(const Geometry& g) {
   return g.p.stride_h == 1 && g.p.stride_w == 1 && g.d.OH == g.d.H && g.d.OW == g.d.W;
 }
@@ -443,16 +443,15 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
   }
   for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
     const int64_t q0 = j0 + s;
-    if (nc - s < NR) {
-      pack_cols(g, x, p0, kc, q0, nc - s, NR, dst, xp);
-      break;
-    }
+    // a partial last strip: lanes cnt .. NR - 1 repeat the last pixel and are masked to zero
+    const int cnt = static_cast<int>(std::min<int64_t>(NR, nc - s));
     int64_t ti[NR], tj[NR], lane[NR];
-    bool contiguous = true;
+    bool contiguous = cnt == NR;
     int64_t lane_min = 0, lane_max = 0;  // (with padding, OW > W: lanes need not increase)
     int64_t jmin = OW, jmax = -1, hmin = 0, hmax = 0;
     for (int t = 0; t < NR; ++t) {
-      ti[t] = (q0 + t) / OW, tj[t] = (q0 + t) % OW;
+      const int64_t q = q0 + std::min(t, cnt - 1);
+      ti[t] = q / OW, tj[t] = q % OW;
       lane[t] = ti[t] * sh * row_len + tj[t];
       contiguous = contiguous && lane[t] == lane[0] + t;
       lane_min = t == 0 ? lane[t] : std::min(lane_min, lane[t]);
@@ -469,7 +468,7 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       int64_t at = (p0 + k_first) / KK * plane + tap_off[tp];  // lane t of row k reads src[at + lane[t]]
       T* dd = dst + k_first * NR;
       const int64_t rstep = KK * NR;
-      const bool full = hmin + hoff >= 0 && hmax + hoff < d.H && jmin >= lo && jmax < hi;
+      const bool full = cnt == NR && hmin + hoff >= 0 && hmax + hoff < d.H && jmin >= lo && jmax < hi;
       if (full && contiguous) {
         for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep)
           std::memcpy(dd, src + at + lane[0], sizeof(T) * NR);
@@ -485,7 +484,7 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       U m[NR];
       for (int t = 0; t < NR; ++t) {
         const int64_t h = ti[t] * sh + hoff;
-        m[t] = h >= 0 && h < d.H && tj[t] >= lo && tj[t] < hi ? ~U(0) : U(0);
+        m[t] = t < cnt && h >= 0 && h < d.H && tj[t] >= lo && tj[t] < hi ? ~U(0) : U(0);
       }
       for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep) {
         if (at + lane_min < 0 || at + lane_max >= planes_end) {  // would leave x: per lane
