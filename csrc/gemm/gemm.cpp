@@ -34,6 +34,11 @@
 #include <stdexcept>
 #include <type_traits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
+
 #include "convkit/parallel.h"
 #include "convkit/runtime.h"
 #include "convkit/tensor.h"
@@ -174,6 +179,49 @@ struct Mat {
 
 // ---- packing --------------------------------------------------------------------------------------
 
+// dst[k * NR + j] = src[j][k] for k in [0, kc rounded down to the block), in 4 x 4 (float, and
+// 4 x 2 for the last two streams of NR = 6) or 2 x 2 (double) SSE2 register transposes: whole 16-byte loads from each stream and 16-byte
+// stores, where the scalar loop moved one value per load and store. Returns the first k not done.
+// SSE2 is part of x86-64, so this needs no run-time dispatch; elsewhere it does nothing.
+template <class T, int NR>
+inline int64_t transpose_block(const T* const* src, int64_t kc, T* dst) {
+  int64_t k = 0;
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float> && NR % 2 == 0) {
+    for (; k + 4 <= kc; k += 4) {
+      int j = 0;
+      for (; j + 4 <= NR; j += 4) {
+        __m128 r0 = _mm_loadu_ps(src[j] + k), r1 = _mm_loadu_ps(src[j + 1] + k);
+        __m128 r2 = _mm_loadu_ps(src[j + 2] + k), r3 = _mm_loadu_ps(src[j + 3] + k);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst + k * NR + j, r0);
+        _mm_storeu_ps(dst + (k + 1) * NR + j, r1);
+        _mm_storeu_ps(dst + (k + 2) * NR + j, r2);
+        _mm_storeu_ps(dst + (k + 3) * NR + j, r3);
+      }
+      if (j < NR) {  // two streams left (NR = 6: the AVX2 microkernel's A panels)
+        const __m128 r0 = _mm_loadu_ps(src[j] + k), r1 = _mm_loadu_ps(src[j + 1] + k);
+        const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + k * NR + j), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (k + 1) * NR + j), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(dst + (k + 2) * NR + j), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (k + 3) * NR + j), hi);
+      }
+    }
+  } else if constexpr (std::is_same_v<T, double> && NR % 2 == 0) {
+    for (; k + 2 <= kc; k += 2)
+      for (int j = 0; j < NR; j += 2) {
+        const __m128d r0 = _mm_loadu_pd(src[j] + k), r1 = _mm_loadu_pd(src[j + 1] + k);
+        _mm_storeu_pd(dst + k * NR + j, _mm_unpacklo_pd(r0, r1));
+        _mm_storeu_pd(dst + (k + 1) * NR + j, _mm_unpackhi_pd(r0, r1));
+      }
+  }
+#else
+  (void)src, (void)kc, (void)dst;
+#endif
+  return k;
+}
+
 // op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-tall micro-panels: dst[s][k][i], zero rows past mc.
 template <class T, int MR>
 void pack_a(const Mat<T>& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* dst) {
@@ -189,7 +237,7 @@ void pack_a(const Mat<T>& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, T* 
     } else if (rows == MR) {  // row i of the strip is contiguous: MR read streams, one write stream
       const T* src[MR];
       for (int i = 0; i < MR; ++i) src[i] = A.at(i0 + s + i, p0);
-      for (int64_t k = 0; k < kc; ++k)
+      for (int64_t k = transpose_block<T, MR>(src, kc, dst); k < kc; ++k)
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i][k];
     } else {
@@ -234,7 +282,8 @@ void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* 
     if (cols == NR) {  // column j of the strip is contiguous: NR read streams, one write stream
       const T* src[NR];
       for (int j = 0; j < NR; ++j) src[j] = B.at(p0, j0 + s + j);
-      for (int64_t k = 0; k < kc; ++k)
+      int64_t k = transpose_block<T, NR>(src, kc, dst);
+      for (; k < kc; ++k)
 #pragma GCC unroll 32
         for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j][k];
     } else {  // column j of the strip is contiguous: B[(j0 + s + j) * ldb + p0 + k]
