@@ -316,6 +316,36 @@ def test_gemm_forward_border_values_stay_out(dt, geom, rng):
         assert_close(y[fin], want[fin], rtol=0, atol=bound(n_terms, mag[fin], dt), name="y")
 
 
+@pytest.mark.parametrize("mode", ["auto", "0"])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [  # x shape, w shape, padding, dilation, groups: "same" convolutions
+    ((2, 6, 13, 13), (8, 3, 3, 3), 1, 1, 2),        # AlexNet conv3-5-like
+    ((3, 4, 9, 13), (5, 4, 3, 5), (1, 2), 1, 1),     # strips of 16 kernel rows across channels
+    ((2, 3, 7, 6), (4, 3, 3, 3), 2, 2, 1)])          # dilation 2
+def test_gemm_backward_weight_border_values_stay_out(mode, dt, geom, rng):
+    # pack_cols_t_same reads each kernel row's shifted plane whole and clears the pixels whose
+    # window hangs over the border: an inf at the first / last value of a row or of the image-group
+    # (where a shifted read would leave x) must reach exactly the weight gradients whose windows
+    # cover it, never others through a cleared lane (as NaN or inf)
+    xs, ws, padding, dilation, groups = geom
+    x = rng.standard_normal(xs).astype(dt)
+    x[0, 0, 0, 0] = np.inf
+    x[0, 1, xs[2] // 2, -1] = -np.inf
+    x[1, -1, -1, -1] = np.inf
+    kw = dict(padding=padding, dilation=dilation, groups=groups)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+    env = fused_forward(mode) if mode != "auto" else contextlib.nullcontext()
+    with cpu_impl("gemm"), env:
+        dw = F.conv2d_backward_weight(x, dy, ws, **kw)
+    want = ref.conv2d_backward_weight(x, dy, ws, **kw)
+    assert not np.isnan(want).any() and (~np.isfinite(want)).any()
+    assert np.array_equal(np.isfinite(dw), np.isfinite(want)) and not np.isnan(dw).any()
+    assert np.array_equal(dw[~np.isfinite(dw)], want[~np.isfinite(want)])
+    fin = np.isfinite(want)
+    mag = ref.conv2d_backward_weight(np.abs(np.where(np.isfinite(x), x, 0)), np.abs(dy), ws, **kw)
+    assert_close(dw[fin], want[fin], rtol=0, atol=bound(xs[0] * xs[2] * xs[3], mag[fin], dt), name="dw")
+
+
 @pytest.mark.parametrize("nthreads", [1, 2])
 @pytest.mark.parametrize("shape", [  # x, w, padding: GEMMs with M > N (split over M between threads),
     ((2, 300, 3, 3), (520, 300, 1, 1), 0),  # several K blocks of the packed weights, M not a multiple

@@ -32,6 +32,10 @@
 #include <exception>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #include "convkit/parallel.h"
 #include "gemm/gemm.h"
 #include "ops/conv2d_impl.h"
@@ -45,6 +49,7 @@ constexpr std::size_t kMaxColsBytes = std::size_t(1) << 30;   // one output row'
 constexpr std::size_t kMaxPartialBytes = std::size_t(1) << 30; // backward weight's per-thread partials
 // Workspace slots held across gemm calls; gemm.cpp packs its panels in slots 6 and 7.
 constexpr int kSlotPhased = 0;    // forward with stride_w > 1: the phase-split image-group (phase_split)
+constexpr int kSlotMasks = 2;     // pack_cols_t_same: each tap's lane masks for the block's pixels
 constexpr int kSlotTaps = 1;      // pack_cols_strips / pack_cols_t_strips: per-tap or per-run tables
 constexpr int kSlotPackedW = 3;  // the weights in the GEMM's panel layout, packed once per call
 constexpr int kSlotCols = 4;
@@ -554,6 +559,82 @@ void pack_cols_t(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t 
   }
 }
 
+// pack_cols_t for "same" convolutions (stride 1, output the size of the input): cols row r reads
+// the plane of its channel shifted by one offset, cols[r, q] = x[q + shift_r] where tap r % KK's
+// window is inside the image at pixel q, so a strip of NR rows is NR read streams into one write
+// stream. Four pixels of four streams at a time: 16-byte loads, the tap's lane mask (zero where
+// the window hangs over the border, so neighbouring rows' or channels' values never reach the
+// product, not even as 0 * inf), a 4 x 4 register transpose and 16-byte stores (SSE2, float);
+// blocks whose loads would leave the image-group, a partial last strip, the last kc % 4 pixels and
+// double go value by value. Same values as im2col. masks: KK * kc lane masks, built per call here.
+#if defined(__SSE2__)
+constexpr bool kSimdSamePack = true;   // pack_cols_t_same has its vector path (float)
+#else
+constexpr bool kSimdSamePack = false;
+#endif
+
+template <class T, int NR>
+void pack_cols_t_same(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst,
+                      int64_t* shift, std::uint32_t* masks) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW, W = d.W, plane = d.H * W, end = d.Cg * plane;
+  for (int64_t tp = 0; tp < KK; ++tp) {
+    const int64_t hoff = tp / d.KW * g.p.dil_h - g.p.pad_h, off = tp % d.KW * g.p.dil_w - g.p.pad_w;
+    int64_t lo, hi;
+    col_range(g, tp % d.KW, &lo, &hi);
+    shift[tp] = hoff * W + off;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t q = p0 + k, h = q / W + hoff, j = q % W;
+      masks[tp * kc + k] = h >= 0 && h < d.H && j >= lo && j < hi ? ~std::uint32_t(0) : 0;
+    }
+  }
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    const int cnt = static_cast<int>(std::min<int64_t>(NR, nc - s));
+    int64_t base[NR];        // stream jj reads x[base[jj] + p0 + k]
+    const std::uint32_t* mk[NR];  // and its lane masks mk[jj][k]
+    for (int jj = 0; jj < NR; ++jj) {
+      const int64_t r = j0 + s + std::min(jj, cnt - 1), c = r / KK, tp = r % KK;
+      base[jj] = c * plane + shift[tp] + p0;
+      mk[jj] = masks + tp * kc;
+    }
+    auto one = [&](int64_t k, int jj) {
+      const int64_t at = base[jj] + k;
+      return jj < cnt && mk[jj][k] && at >= 0 && at < end ? x[at] : T(0);
+    };
+    int64_t k = 0;
+#if defined(__SSE2__)
+    if constexpr (std::is_same_v<T, float> && NR % 4 == 0) {
+      if (cnt == NR) {
+        for (; k + 4 <= kc; k += 4)
+          for (int jj = 0; jj < NR; jj += 4) {
+            bool inside = true;
+            for (int u = 0; u < 4; ++u) inside = inside && base[jj + u] + k >= 0 && base[jj + u] + k + 4 <= end;
+            if (!inside) {
+              for (int t = 0; t < 4; ++t)
+                for (int u = 0; u < 4; ++u) dst[(k + t) * NR + jj + u] = one(k + t, jj + u);
+              continue;
+            }
+            __m128 r0 = _mm_and_ps(_mm_loadu_ps(x + base[jj] + k), _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj] + k)));
+            __m128 r1 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 1] + k),
+                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 1] + k)));
+            __m128 r2 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 2] + k),
+                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 2] + k)));
+            __m128 r3 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 3] + k),
+                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 3] + k)));
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + k * NR + jj, r0);
+            _mm_storeu_ps(dst + (k + 1) * NR + jj, r1);
+            _mm_storeu_ps(dst + (k + 2) * NR + jj, r2);
+            _mm_storeu_ps(dst + (k + 3) * NR + jj, r3);
+          }
+      }
+    }
+#endif
+    for (; k < kc; ++k)
+      for (int jj = 0; jj < NR; ++jj) dst[k * NR + jj] = one(k, jj);
+  }
+}
+
 constexpr int64_t kTileK = 16;  // pack_cols_t_strips: pixels per transposed tile
 constexpr int64_t kRun = 4;     // pack_cols_t_strips: values describing one run
 
@@ -635,6 +716,21 @@ void pack_cols_t_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, 
 }
 
 template <class T>
+void pack_cols_t_same(const Geometry& g, const T* x, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr,
+                      T* dst) {
+  const int64_t KK = g.d.KH * g.d.KW;
+  int64_t* shift = workspace_as<int64_t>(static_cast<std::size_t>(KK), kSlotTaps);
+  auto* masks = workspace_as<std::uint32_t>(static_cast<std::size_t>(KK * kc), kSlotMasks);
+  switch (nr) {
+    case 4: return pack_cols_t_same<T, 4>(g, x, p0, kc, j0, nc, dst, shift, masks);
+    case 8: return pack_cols_t_same<T, 8>(g, x, p0, kc, j0, nc, dst, shift, masks);
+    case 16: return pack_cols_t_same<T, 16>(g, x, p0, kc, j0, nc, dst, shift, masks);
+    case 32: return pack_cols_t_same<T, 32>(g, x, p0, kc, j0, nc, dst, shift, masks);
+    default: return pack_cols_t(g, x, p0, kc, j0, nc, nr, dst);
+  }
+}
+
+template <class T>
 void pack_cols_t_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                         int nr, T* dst) {
   // per block of kTileK pixels at most kTileK runs (see pack_cols_t_strips<T, NR>)
@@ -662,12 +758,15 @@ std::size_t band_cols_elems(const Geometry& g, std::size_t elem) {
 // im2col's long block copies were as fast or faster in interleaved timings (AlexNet conv4/conv5:
 // OW 13, 192/128 channels per group), so those keep it. Backward weight makes the same choice
 // (pack_cols_t). CONVKIT_CONV_FUSED=1 / 0 forces either (tests run both on every shape).
-// "Same" convolutions pack fastest fused in the forward pass (pack_cols_strips), whatever their size.
-bool fused_forward(const Geometry& g, bool forward) {
+// "Same" convolutions pack fastest fused, whatever their size: forward with pack_cols_strips, and
+// backward weight in float with pack_cols_t_same's SSE2 transposes (interleaved, 1 thread, against
+// im2col + pack: AlexNet conv2 0.85, conv3 0.89, conv4 0.96, conv5 0.95 of the time).
+bool fused_forward(const Geometry& g, bool forward, std::size_t elem) {
   const char* e = std::getenv("CONVKIT_CONV_FUSED");
   if (e && e[0] == '0') return false;
   if (e && e[0] == '1') return true;
-  return g.d.OW >= 16 || g.d.OCg >= 256 || (forward && same_geometry(g));
+  if (same_geometry(g) && (forward || (kSimdSamePack && elem == sizeof(float)))) return true;
+  return g.d.OW >= 16 || g.d.OCg >= 256;
 }
 
 // ---- forward --------------------------------------------------------------------------------------
@@ -732,7 +831,7 @@ bool forward_t(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& 
   const int nt = threads_for(g.macs);
   const int64_t n_split = split_point(g.d.N, nt);
   // The fused path needs no cols (see fused_forward).
-  const std::size_t ce = fused_forward(g, true) ? 0 : band_cols_elems(g, sizeof(T));
+  const std::size_t ce = fused_forward(g, true, sizeof(T)) ? 0 : band_cols_elems(g, sizeof(T));
   const std::vector<PackedA<T>> wp = pack_weights(g, ws, false, nt);
   if (n_split > 0) {
     std::atomic<int64_t> next{0};
@@ -813,6 +912,13 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
+    if (!cols && same_geometry(g)) {  // fused, "same": pack_cols_t_same
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        pack_cols_t_same(g, xg, p0, kc, j0, nc, nr, dst);
+      };
+      gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      continue;
+    }
     if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t_strips)
       const T* xp = phased_source(g, xg);
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
@@ -843,7 +949,7 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = fused_forward(g, false) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
+  const std::size_t ce = fused_forward(g, false, sizeof(T)) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
 
   // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
   T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
