@@ -29,3 +29,24 @@ def test_bench_small_case_writes_json_and_markdown(tmp_path, capsys):
     assert bench.main(["--markdown", str(path)]) == 0
     table = capsys.readouterr().out
     assert "`fwd:lenet:pool1 mb64ic6ih28iw28_kh2kw2_sh2sw2`" in table
+
+
+def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
+    # benchmarks/conv_peak.py: every pass of a layer timed with the FMA probe beside each call; the
+    # share of the peak is a real measurement, so only its sanity is asserted: positive, and not
+    # far above the probe (a call timed without its work would show thousands of percent)
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "conv_peak.py"
+    spec = importlib.util.spec_from_file_location("conv_peak", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.measure("conv5", threads=1, repeats=2, batch=1, probe_iters=300_000)
+    assert set(r) == {"fwd", "bwd_data", "bwd_weight"}
+    for v in r.values():
+        assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150
+        assert v["gflops"] > 0.1
+    out = tmp_path / "peak.json"
+    mod.main(["--threads", "1", "--repeats", "1", "--layers", "conv5", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert [c["layer"] for c in data["cases"]] == ["conv5"] and data["cases"][0]["threads"] == 1

@@ -1,0 +1,95 @@
+"""The AlexNet convolutions' share of the machine's FP32 peak, one pass at a time, with the probe
+interleaved: a check of the CPU-speed issue's "conv2-conv5 at >= 85% of the measured peak" that a
+shared machine does not skew as much as a single probe at the start of a long run does.
+
+    python benchmarks/conv_peak.py [--threads 1,2] [--repeats 9] [--layers conv2,conv3,conv4,conv5]
+                                   [--json benchmarks/results/conv_peak.json]
+
+For every layer (batch 32, float32) and pass (forward, backward data, backward weight) each timed
+call is followed by a short run of the FMA-throughput probe (`convkit._core._fma_peak`, 12
+independent vector FMA chains per thread, about 20 ms); the call's GFLOP/s is divided by the larger
+of the probe runs just before and after it, and the median of those ratios is reported, with the
+median GFLOP/s. When the host takes cycles away, the probe and the call beside it lose them alike.
+convkit only (the side-by-side comparison with PyTorch is `python -m convkit.bench`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import convkit
+import convkit.functional as F
+from convkit import _core
+
+# name: C, H (= W), OC, kernel, padding, groups, stride (AlexNet, as in convkit.bench)
+LAYERS = {"conv1": (3, 227, 96, 11, 0, 1, 4), "conv2": (96, 27, 256, 5, 2, 2, 1),
+          "conv3": (256, 13, 384, 3, 1, 1, 1), "conv4": (384, 13, 384, 3, 1, 2, 1),
+          "conv5": (384, 13, 256, 3, 1, 2, 1)}
+
+
+def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000):
+    c, h, oc, k, pad, groups, stride = LAYERS[layer]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((oc, c // groups, k, k), dtype=np.float32) * 0.05).astype(np.float32)
+    b = rng.standard_normal(oc, dtype=np.float32)
+    kw = dict(stride=stride, padding=pad, groups=groups)
+    y = F.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    flops = 2.0 * batch * oc * y.shape[2] * y.shape[3] * (c // groups) * k * k
+    passes = {"fwd": lambda: F.conv2d(x, w, b, **kw),
+              "bwd_data": lambda: F.conv2d_backward_data(dy, w, x.shape, **kw),
+              "bwd_weight": lambda: F.conv2d_backward_weight(x, dy, w.shape, **kw)}
+    out = {}
+    for name, fn in passes.items():
+        fn()  # warm-up: workspace, page faults
+        share, gflops = [], []
+        before = _core._fma_peak(threads, probe_iters)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            after = _core._fma_peak(threads, probe_iters)
+            gflops.append(flops / dt / 1e9)
+            share.append(gflops[-1] / max(before, after))
+            before = after
+        out[name] = {"pct_of_peak": 100 * statistics.median(share), "gflops": statistics.median(gflops),
+                     "pct_min": 100 * min(share), "pct_max": 100 * max(share)}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--layers", default="conv2,conv3,conv4,conv5")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    layers = args.layers.split(",")
+    for name in layers:
+        if name not in LAYERS:
+            ap.error(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
+    results = {"convkit": convkit.__version__, "isa": convkit.info()["cpu_isa"], "machine": platform.processor()
+               or platform.machine(), "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
+    for th in (int(t) for t in args.threads.split(",")):
+        convkit.set_num_threads(th)
+        for name in layers:
+            r = measure(name, th, args.repeats)
+            row = "  ".join(f"{p} {v['pct_of_peak']:5.1f}% ({v['gflops']:6.1f} GFLOP/s)" for p, v in r.items())
+            print(f"{th} thread(s) {name}: {row}", flush=True)
+            results["cases"].append({"threads": th, "layer": name, **r})
+    results["loadavg_after"] = os.getloadavg()[0]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print("wrote", args.json)
+
+
+if __name__ == "__main__":
+    main()
