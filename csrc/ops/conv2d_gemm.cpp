@@ -601,36 +601,43 @@ void pack_cols_t_same(const Geometry& g, const T* x, int64_t p0, int64_t kc, int
       const int64_t at = base[jj] + k;
       return jj < cnt && mk[jj][k] && at >= 0 && at < end ? x[at] : T(0);
     };
-    int64_t k = 0;
 #if defined(__SSE2__)
     if constexpr (std::is_same_v<T, float> && NR % 4 == 0) {
       if (cnt == NR) {
-        for (; k + 4 <= kc; k += 4)
-          for (int jj = 0; jj < NR; jj += 4) {
-            bool inside = true;
-            for (int u = 0; u < 4; ++u) inside = inside && base[jj + u] + k >= 0 && base[jj + u] + k + 4 <= end;
-            if (!inside) {
-              for (int t = 0; t < 4; ++t)
-                for (int u = 0; u < 4; ++u) dst[(k + t) * NR + jj + u] = one(k + t, jj + u);
-              continue;
-            }
-            __m128 r0 = _mm_and_ps(_mm_loadu_ps(x + base[jj] + k), _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj] + k)));
-            __m128 r1 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 1] + k),
-                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 1] + k)));
-            __m128 r2 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 2] + k),
-                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 2] + k)));
-            __m128 r3 = _mm_and_ps(_mm_loadu_ps(x + base[jj + 3] + k),
-                                   _mm_loadu_ps(reinterpret_cast<const float*>(mk[jj + 3] + k)));
+        // four streams at a time; the pixels where all four read inside the image-group take the
+        // vector path, the few at either end (a shifted plane of the first or last channel) go
+        // value by value
+        for (int jj = 0; jj < NR; jj += 4) {
+          int64_t klo = 0, kend = kc;  // vector blocks: k >= klo and k + 4 <= kend
+          for (int u = 0; u < 4; ++u) klo = std::max(klo, -base[jj + u]), kend = std::min(kend, end - base[jj + u]);
+          auto scalar = [&](int64_t k) {
+            for (int u = 0; u < 4; ++u) dst[k * NR + jj + u] = one(k, jj + u);
+          };
+          int64_t k = 0;
+          for (; k < std::min(klo, kc); ++k) scalar(k);
+          const int64_t b0 = base[jj], b1 = base[jj + 1], b2 = base[jj + 2], b3 = base[jj + 3];
+          const float* m0 = reinterpret_cast<const float*>(mk[jj]);
+          const float* m1 = reinterpret_cast<const float*>(mk[jj + 1]);
+          const float* m2 = reinterpret_cast<const float*>(mk[jj + 2]);
+          const float* m3 = reinterpret_cast<const float*>(mk[jj + 3]);
+          for (; k + 4 <= kend; k += 4) {
+            __m128 r0 = _mm_and_ps(_mm_loadu_ps(x + (b0 + k)), _mm_loadu_ps(m0 + k));
+            __m128 r1 = _mm_and_ps(_mm_loadu_ps(x + (b1 + k)), _mm_loadu_ps(m1 + k));
+            __m128 r2 = _mm_and_ps(_mm_loadu_ps(x + (b2 + k)), _mm_loadu_ps(m2 + k));
+            __m128 r3 = _mm_and_ps(_mm_loadu_ps(x + (b3 + k)), _mm_loadu_ps(m3 + k));
             _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
             _mm_storeu_ps(dst + k * NR + jj, r0);
             _mm_storeu_ps(dst + (k + 1) * NR + jj, r1);
             _mm_storeu_ps(dst + (k + 2) * NR + jj, r2);
             _mm_storeu_ps(dst + (k + 3) * NR + jj, r3);
           }
+          for (; k < kc; ++k) scalar(k);
+        }
+        continue;
       }
     }
 #endif
-    for (; k < kc; ++k)
+    for (int64_t k = 0; k < kc; ++k)
       for (int jj = 0; jj < NR; ++jj) dst[k * NR + jj] = one(k, jj);
   }
 }
