@@ -77,13 +77,17 @@ def main(argv=None):
             ap.error(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
     results = {"convkit": convkit.__version__, "isa": convkit.info()["cpu_isa"], "machine": platform.processor()
                or platform.machine(), "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
-    for th in (int(t) for t in args.threads.split(",")):
-        convkit.set_num_threads(th)
-        for name in layers:
-            r = measure(name, th, args.repeats)
-            row = "  ".join(f"{p} {v['pct_of_peak']:5.1f}% ({v['gflops']:6.1f} GFLOP/s)" for p, v in r.items())
-            print(f"{th} thread(s) {name}: {row}", flush=True)
-            results["cases"].append({"threads": th, "layer": name, **r})
+    old_threads = convkit.get_num_threads()
+    try:
+        for th in (int(t) for t in args.threads.split(",")):
+            convkit.set_num_threads(th)
+            for name in layers:
+                r = measure(name, th, args.repeats)
+                row = "  ".join(f"{p} {v['pct_of_peak']:5.1f}% ({v['gflops']:6.1f} GFLOP/s)" for p, v in r.items())
+                print(f"{th} thread(s) {name}: {row}", flush=True)
+                results["cases"].append({"threads": th, "layer": name, **r})
+    finally:
+        convkit.set_num_threads(old_threads)
     results["loadavg_after"] = os.getloadavg()[0]
     if args.json:
         with open(args.json, "w") as f:

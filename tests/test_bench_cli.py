@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import convkit  # noqa: E402
 from convkit import bench  # noqa: E402
 
 
@@ -47,6 +48,8 @@ def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
         assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150
         assert v["gflops"] > 0.1
     out = tmp_path / "peak.json"
+    before = convkit.get_num_threads()
     mod.main(["--threads", "1", "--repeats", "1", "--layers", "conv5", "--json", str(out)])
+    assert convkit.get_num_threads() == before  # the thread count it set is put back
     data = json.loads(out.read_text())
     assert [c["layer"] for c in data["cases"]] == ["conv5"] and data["cases"][0]["threads"] == 1
