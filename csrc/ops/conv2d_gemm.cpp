@@ -193,13 +193,11 @@ void im2col(const Geometry& g, const T* x, int64_t i0, int64_t i1, T* cols, int 
   maybe_parallel(g.K, threads, [&](int64_t r0, int64_t r1) { im2col_rows(g, x, i0, i1, cols, r0, r1); });
 }
 
-// dx[c, h, v] += dcols[r, (i - i0)*OW + j] for every (r, i, j) that im2col reads x[c, h, v] into.
-// Parallel over channels c (a channel's rows touch only its own plane); each plane is summed in
-// one fixed order.
-// dst[q] += src[q] & mask[q] (bitwise) for q in [q0, q1); 16 bytes at a time as GCC/Clang vectors
-// (a scalar loop with memcpy punning went through the stack), the rest one value at a time.
+// dst[q + shift] += src[q] & mask[q] (bitwise) for q in [q0, q1); 16 bytes at a time as GCC/Clang
+// vectors (a scalar loop with memcpy punning went through the stack), the rest one value at a time.
 template <class T, class U>
-inline void add_masked(T* __restrict dst, const T* __restrict src, const U* __restrict mask, int64_t q0, int64_t q1) {
+inline void add_masked(T* __restrict dst, int64_t shift, const T* __restrict src, const U* __restrict mask,
+                       int64_t q0, int64_t q1) {
   int64_t q = q0;
 #if defined(__GNUC__)
   typedef T VT __attribute__((vector_size(16)));
@@ -210,9 +208,9 @@ inline void add_masked(T* __restrict dst, const T* __restrict src, const U* __re
     VU m;
     std::memcpy(&s, src + q, 16);
     std::memcpy(&m, mask + q, 16);
-    std::memcpy(&d, dst + q, 16);
+    std::memcpy(&d, dst + (q + shift), 16);
     d += reinterpret_cast<VT>(reinterpret_cast<VU>(s) & m);
-    std::memcpy(dst + q, &d, 16);
+    std::memcpy(dst + (q + shift), &d, 16);
   }
 #endif
   for (; q < q1; ++q) {
@@ -221,10 +219,13 @@ inline void add_masked(T* __restrict dst, const T* __restrict src, const U* __re
     v &= mask[q];
     T f;
     std::memcpy(&f, &v, sizeof(T));
-    dst[q] += f;
+    dst[q + shift] += f;
   }
 }
 
+// dx[c, h, v] += dcols[r, (i - i0)*OW + j] for every (r, i, j) that im2col reads x[c, h, v] into.
+// Parallel over channels c (a channel's rows touch only its own plane); each plane is summed in
+// one fixed order.
 template <class T>
 void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx, int threads) {
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
@@ -259,7 +260,7 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
           const int64_t a = std::clamp<int64_t>(-hoff, i0, i1), b = std::clamp<int64_t>(d.H - hoff, a, i1);
           const int64_t delta = (i0 + hoff) * d.W + off;
           const int64_t q0 = std::max((a - i0) * d.OW, -delta), q1 = std::min((b - i0) * d.OW, plane - delta);
-          add_masked(dxc + delta, dcols + r * ld, cmask + kq * np, q0, q1);
+          add_masked(dxc, delta, dcols + r * ld, cmask + kq * np, q0, q1);
         }
         continue;
       }
