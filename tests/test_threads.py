@@ -122,17 +122,18 @@ def test_concurrent_calls_equal_serial(case, dt, threads_restored):
 
 
 LONG_CALLS = {
-    # one call of roughly 5-100 ms on one core
-    "conv2d": lambda: (lambda x, w: lambda: F.conv2d(x, w, padding=1))(rnd(8, 32, 32, 32), rnd(64, 32, 3, 3)),
-    "conv2d_backward_data": lambda: (lambda dy, w: lambda: F.conv2d_backward_data(dy, w, (8, 32, 32, 32), padding=1))(
-        rnd(8, 64, 32, 32), rnd(64, 32, 3, 3)),
+    # one call of roughly 8-100 ms on one core: long enough for several of the main thread's ticks
+    # (every 0.5-1 ms) to land inside it (at 1.1 ms, LRN's call once caught only the 2 edge ticks)
+    "conv2d": lambda: (lambda x, w: lambda: F.conv2d(x, w, padding=1))(rnd(16, 32, 32, 32), rnd(64, 32, 3, 3)),
+    "conv2d_backward_data": lambda: (lambda dy, w: lambda: F.conv2d_backward_data(dy, w, (16, 32, 32, 32), padding=1))(
+        rnd(16, 64, 32, 32), rnd(64, 32, 3, 3)),
     "conv2d_backward_weight": lambda: (lambda x, dy: lambda: F.conv2d_backward_weight(x, dy, (64, 32, 3, 3), padding=1))(
-        rnd(8, 32, 32, 32), rnd(8, 64, 32, 32)),
-    "linear": lambda: (lambda x, w: lambda: F.linear(x, w))(rnd(256, 1024), rnd(1024, 1024)),
-    "max_pool2d": lambda: (lambda x: lambda: F.max_pool2d(x, 3, 1, 1))(rnd(16, 64, 64, 64)),
-    "local_response_norm": lambda: (lambda x: lambda: F.local_response_norm(x, 5))(rnd(8, 64, 48, 48)),
+        rnd(16, 32, 32, 32), rnd(16, 64, 32, 32)),
+    "linear": lambda: (lambda x, w: lambda: F.linear(x, w))(rnd(512, 1024), rnd(1024, 1024)),
+    "max_pool2d": lambda: (lambda x: lambda: F.max_pool2d(x, 3, 1, 1))(rnd(32, 64, 64, 64)),
+    "local_response_norm": lambda: (lambda x: lambda: F.local_response_norm(x, 5))(rnd(32, 64, 48, 96)),
     "softmax": lambda: (lambda x: lambda: F.log_softmax(x))(rnd(2048, 2048)),
-    "relu": lambda: (lambda x: lambda: F.relu(x))(rnd(8, 1024, 1024)),
+    "relu": lambda: (lambda x: lambda: F.relu(x))(rnd(24, 1024, 1024)),
 }
 
 
