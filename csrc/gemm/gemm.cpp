@@ -180,9 +180,10 @@ struct Mat {
 // ---- packing --------------------------------------------------------------------------------------
 
 // dst[k * NR + j] = src[j][k] for k in [0, kc rounded down to the block), in 4 x 4 (float, and
-// 4 x 2 for the last two streams of NR = 6) or 2 x 2 (double) SSE2 register transposes: whole 16-byte loads from each stream and 16-byte
-// stores, where the scalar loop moved one value per load and store. Returns the first k not done.
-// SSE2 is part of x86-64, so this needs no run-time dispatch; elsewhere it does nothing.
+// 4 x 2 for the last two streams of NR = 6) or 2 x 2 (double) SSE2 register transposes: whole
+// 16-byte loads from each stream and 16-byte stores, where the scalar loop moved one value per load
+// and store. Returns the first k not done. SSE2 is part of x86-64, so this needs no run-time
+// dispatch; elsewhere it does nothing.
 template <class T, int NR>
 inline int64_t transpose_block(const T* const* src, int64_t kc, T* dst) {
   int64_t k = 0;
@@ -282,8 +283,7 @@ void pack_b(const Mat<T>& B, int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* 
     if (cols == NR) {  // column j of the strip is contiguous: NR read streams, one write stream
       const T* src[NR];
       for (int j = 0; j < NR; ++j) src[j] = B.at(p0, j0 + s + j);
-      int64_t k = transpose_block<T, NR>(src, kc, dst);
-      for (; k < kc; ++k)
+      for (int64_t k = transpose_block<T, NR>(src, kc, dst); k < kc; ++k)
 #pragma GCC unroll 32
         for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j][k];
     } else {  // column j of the strip is contiguous: B[(j0 + s + j) * ldb + p0 + k]

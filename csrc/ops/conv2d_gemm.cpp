@@ -395,6 +395,19 @@ inline bool same_geometry(const Geometry& g) {
   return g.p.stride_h == 1 && g.p.stride_w == 1 && g.d.OH == g.d.H && g.d.OW == g.d.W;
 }
 
+// The strip packers are compiled for the GEMM's panel widths (4, 8, 16, 32 columns): calls
+// fixed(integral_constant<int, NR>) for those, other() for any other width.
+template <class F, class G>
+void by_panel_width(int nr, F&& fixed, G&& other) {
+  switch (nr) {
+    case 4: return fixed(std::integral_constant<int, 4>{});
+    case 8: return fixed(std::integral_constant<int, 8>{});
+    case 16: return fixed(std::integral_constant<int, 16>{});
+    case 32: return fixed(std::integral_constant<int, 32>{});
+    default: return other();
+  }
+}
+
 // dst = src & mask over BYTES bytes (a multiple of 16), 16 bytes at a time: GCC/Clang vector
 // types (SSE2 on any x86-64, NEON on ARM); a plain loop over the lanes with the store-to-load
 // round trip through a local array ran at a quarter of the speed.
@@ -513,13 +526,9 @@ template <class T>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                       int nr, T* dst) {
   int64_t* scratch = workspace_as<int64_t>(static_cast<std::size_t>(4 * g.d.KH * g.d.KW), kSlotTaps);
-  switch (nr) {
-    case 4: return pack_cols_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, scratch);
-    case 8: return pack_cols_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, scratch);
-    case 16: return pack_cols_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, scratch);
-    case 32: return pack_cols_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, scratch);
-    default: return pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp);
-  }
+  by_panel_width(
+      nr, [&](auto w) { pack_cols_strips<T, decltype(w)::value>(g, x, xp, p0, kc, j0, nc, dst, scratch); },
+      [&] { pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp); });
 }
 
 // The transposed block for backward weight: dst[s * kc * nr + k * nr + jj] = cols[j0 + s*nr + jj,
@@ -729,13 +738,9 @@ void pack_cols_t_same(const Geometry& g, const T* x, int64_t p0, int64_t kc, int
   const int64_t KK = g.d.KH * g.d.KW;
   int64_t* shift = workspace_as<int64_t>(static_cast<std::size_t>(KK), kSlotTaps);
   auto* masks = workspace_as<std::uint32_t>(static_cast<std::size_t>(KK * kc), kSlotMasks);
-  switch (nr) {
-    case 4: return pack_cols_t_same<T, 4>(g, x, p0, kc, j0, nc, dst, shift, masks);
-    case 8: return pack_cols_t_same<T, 8>(g, x, p0, kc, j0, nc, dst, shift, masks);
-    case 16: return pack_cols_t_same<T, 16>(g, x, p0, kc, j0, nc, dst, shift, masks);
-    case 32: return pack_cols_t_same<T, 32>(g, x, p0, kc, j0, nc, dst, shift, masks);
-    default: return pack_cols_t(g, x, p0, kc, j0, nc, nr, dst);
-  }
+  by_panel_width(
+      nr, [&](auto w) { pack_cols_t_same<T, decltype(w)::value>(g, x, p0, kc, j0, nc, dst, shift, masks); },
+      [&] { pack_cols_t(g, x, p0, kc, j0, nc, nr, dst); });
 }
 
 template <class T>
@@ -744,13 +749,9 @@ void pack_cols_t_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, 
   // per block of kTileK pixels at most kTileK runs (see pack_cols_t_strips<T, NR>)
   const int64_t nblocks = (kc + kTileK - 1) / kTileK;
   int64_t* sc = workspace_as<int64_t>(static_cast<std::size_t>(nblocks + 1 + kRun * nblocks * kTileK), kSlotTaps);
-  switch (nr) {
-    case 4: return pack_cols_t_strips<T, 4>(g, x, xp, p0, kc, j0, nc, dst, sc);
-    case 8: return pack_cols_t_strips<T, 8>(g, x, xp, p0, kc, j0, nc, dst, sc);
-    case 16: return pack_cols_t_strips<T, 16>(g, x, xp, p0, kc, j0, nc, dst, sc);
-    case 32: return pack_cols_t_strips<T, 32>(g, x, xp, p0, kc, j0, nc, dst, sc);
-    default: return pack_cols_t(g, x, p0, kc, j0, nc, nr, dst);
-  }
+  by_panel_width(
+      nr, [&](auto w) { pack_cols_t_strips<T, decltype(w)::value>(g, x, xp, p0, kc, j0, nc, dst, sc); },
+      [&] { pack_cols_t(g, x, p0, kc, j0, nc, nr, dst); });
 }
 
 // Image split: [0, n_split) one chunk per thread, [n_split, N) one image at a time on all threads.
