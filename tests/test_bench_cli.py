@@ -53,3 +53,5 @@ def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
     assert convkit.get_num_threads() == before  # the thread count it set is put back
     data = json.loads(out.read_text())
     assert [c["layer"] for c in data["cases"]] == ["conv5"] and data["cases"][0]["threads"] == 1
+    with pytest.raises(SystemExit):  # argparse's error: an unknown layer name, before anything runs
+        mod.main(["--layers", "conv9"])
