@@ -37,8 +37,10 @@
 #endif
 
 #include "convkit/parallel.h"
+#include "convkit/runtime.h"
 #include "gemm/gemm.h"
 #include "ops/conv2d_impl.h"
+#include "ops/conv2d_pack.h"
 
 namespace convkit {
 namespace conv2d_detail {
@@ -460,16 +462,23 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
     tap_hoff[tp] = hoff;
     col_range(g, kq, &tap_lo[tp], &tap_hi[tp]);
   }
+  // 16 floats per row: the AVX2 copy loop where the CPU has it
+  using Rows16 = void (*)(float*, int64_t, const float*, int64_t, int64_t, const std::uint32_t*);
+  Rows16 rows16 = nullptr;
+#if defined(__x86_64__) || defined(_M_X64)
+  if (std::is_same<T, float>::value && NR == 16 && cpu_isa() >= Isa::Avx2) rows16 = conv2d_mask_rows16_avx2;
+#endif
   for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
     const int64_t q0 = j0 + s;
-    // a partial last strip: lanes cnt .. NR - 1 repeat the last pixel and are masked to zero
+    // a partial last strip: lanes cnt .. NR - 1 carry on past the last pixel (so the strip can
+    // still be one contiguous run) and are masked to zero; `full` is never true for it
     const int cnt = static_cast<int>(std::min<int64_t>(NR, nc - s));
     int64_t ti[NR], tj[NR], lane[NR];
-    bool contiguous = cnt == NR;
+    bool contiguous = true;
     int64_t lane_min = 0, lane_max = 0;  // (with padding, OW > W: lanes need not increase)
     int64_t jmin = OW, jmax = -1, hmin = 0, hmax = 0;
     for (int t = 0; t < NR; ++t) {
-      const int64_t q = q0 + std::min(t, cnt - 1);
+      const int64_t q = q0 + t;
       ti[t] = q / OW, tj[t] = q % OW;
       lane[t] = ti[t] * sh * row_len + tj[t];
       contiguous = contiguous && lane[t] == lane[0] + t;
@@ -489,6 +498,13 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       const int64_t rstep = KK * NR;
       const bool full = cnt == NR && hmin + hoff >= 0 && hmax + hoff < d.H && jmin >= lo && jmax < hi;
       if (full && contiguous) {
+        if (rows16) {
+          static const std::uint32_t ones[16] = {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u,
+                                                 ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u};
+          rows16(reinterpret_cast<float*>(dd), rstep, reinterpret_cast<const float*>(src + at + lane[0]), plane,
+                 (kc - k_first + KK - 1) / KK, ones);
+          continue;
+        }
         for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep)
           std::memcpy(dd, src + at + lane[0], sizeof(T) * NR);
         continue;
@@ -508,6 +524,13 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep) {
         if (at + lane_min < 0 || at + lane_max >= planes_end) {  // would leave x: per lane
           for (int t = 0; t < NR; ++t) dd[t] = m[t] ? src[at + lane[t]] : T(0);
+          continue;
+        }
+        if (rows16 && contiguous) {  // this row and the following ones that stay inside x
+          const int64_t rows = std::min((kc - k + KK - 1) / KK, (planes_end - 1 - (at + lane_max)) / plane + 1);
+          rows16(reinterpret_cast<float*>(dd), rstep, reinterpret_cast<const float*>(src + at + lane[0]), plane,
+                 rows, reinterpret_cast<const std::uint32_t*>(m));
+          k += (rows - 1) * KK, at += (rows - 1) * plane, dd += (rows - 1) * rstep;
           continue;
         }
         if (contiguous) {
