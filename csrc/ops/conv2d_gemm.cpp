@@ -250,6 +250,11 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
       for (int64_t q = 0; q < np; ++q) cmask[kq * np + q] = q % d.OW >= lo && q % d.OW < hi ? ~U(0) : U(0);
     }
   }
+  using Add8 = void (*)(float*, const float*, const std::uint32_t*, int64_t);
+  Add8 add8 = nullptr;  // float: the AVX2 loop where the CPU has it
+#if defined(__x86_64__) || defined(_M_X64)
+  if (std::is_same<T, float>::value && cpu_isa() >= Isa::Avx2) add8 = conv2d_add_masked_avx2;
+#endif
   maybe_parallel(d.Cg, threads, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       T* dxc = dx + c * d.H * d.W;
@@ -262,7 +267,11 @@ void col2im_add(const Geometry& g, const T* dcols, int64_t i0, int64_t i1, T* dx
           const int64_t a = std::clamp<int64_t>(-hoff, i0, i1), b = std::clamp<int64_t>(d.H - hoff, a, i1);
           const int64_t delta = (i0 + hoff) * d.W + off;
           const int64_t q0 = std::max((a - i0) * d.OW, -delta), q1 = std::min((b - i0) * d.OW, plane - delta);
-          add_masked(dxc, delta, dcols + r * ld, cmask + kq * np, q0, q1);
+          if (add8 && q1 > q0)
+            add8(reinterpret_cast<float*>(dxc + q0 + delta), reinterpret_cast<const float*>(dcols + r * ld + q0),
+                 reinterpret_cast<const std::uint32_t*>(cmask + kq * np + q0), q1 - q0);
+          else
+            add_masked(dxc, delta, dcols + r * ld, cmask + kq * np, q0, q1);
         }
         continue;
       }

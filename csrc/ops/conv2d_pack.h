@@ -1,5 +1,5 @@
-// conv2d_pack.h: what the GEMM path's packers (conv2d_gemm.cpp, baseline code) and their AVX2 copy
-// loop (conv2d_pack_avx2.cpp) share. Internal; deliberately free of inline code.
+// conv2d_pack.h: what the GEMM path's packers and col2im (conv2d_gemm.cpp, baseline code) and their
+// AVX2 loops (conv2d_pack_avx2.cpp) share. Internal; deliberately free of inline code.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,10 @@ namespace conv2d_detail {
 // of one kernel tap (src one channel plane apart). x86-64 with AVX2 only (convkit::cpu_isa()).
 void conv2d_mask_rows16_avx2(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t rows,
                              const std::uint32_t* mask);
+
+// dst[q] += src[q] & mask[q] (the mask bitwise, as 32-bit lanes) for q in [0, n): col2im's span
+// of one kernel row (conv2d_gemm.cpp, col2im_add). x86-64 with AVX2 only.
+void conv2d_add_masked_avx2(float* dst, const float* src, const std::uint32_t* mask, int64_t n);
 
 }  // namespace conv2d_detail
 }  // namespace convkit

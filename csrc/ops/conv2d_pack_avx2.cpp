@@ -1,4 +1,5 @@
-// conv2d_pack_avx2.cpp: the forward packer's row copy (conv2d_pack.h) in 32-byte AVX2 vectors.
+// conv2d_pack_avx2.cpp: the forward packer's row copy and col2im's masked add (conv2d_pack.h) in
+// 32-byte AVX2 vectors.
 // Compiled with -mavx2 -mfma and only called when convkit::cpu_isa() reports avx2 or better; the
 // one function here is the file's only external name (nothing inline is shared with baseline code).
 //
@@ -21,6 +22,22 @@ void conv2d_mask_rows16_avx2(float* dst, int64_t dst_step, const float* src, int
     _mm_prefetch(reinterpret_cast<const char*>(src + 32), _MM_HINT_T0);
     _mm256_storeu_ps(dst, _mm256_and_ps(_mm256_loadu_ps(src), m0));
     _mm256_storeu_ps(dst + 8, _mm256_and_ps(_mm256_loadu_ps(src + 8), m1));
+  }
+}
+
+void conv2d_add_masked_avx2(float* dst, const float* src, const std::uint32_t* mask, int64_t n) {
+  int64_t q = 0;
+  for (; q + 8 <= n; q += 8) {
+    const __m256 m = _mm256_loadu_ps(reinterpret_cast<const float*>(mask + q));
+    _mm256_storeu_ps(dst + q, _mm256_add_ps(_mm256_loadu_ps(dst + q), _mm256_and_ps(_mm256_loadu_ps(src + q), m)));
+  }
+  if (q < n) {  // the last 1..7 values: masked loads and store touch only [q, n)
+    const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - q)),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 m = _mm256_and_ps(_mm256_castsi256_ps(lanes), _mm256_castsi256_ps(_mm256_maskload_epi32(
+                                                                   reinterpret_cast<const int*>(mask + q), lanes)));
+    const __m256 v = _mm256_and_ps(_mm256_maskload_ps(src + q, lanes), m);
+    _mm256_maskstore_ps(dst + q, lanes, _mm256_add_ps(_mm256_maskload_ps(dst + q, lanes), v));
   }
 }
 
