@@ -57,6 +57,7 @@ struct Kernel {
   Ukernel<T> fn;
   int mr, nr;
   int64_t mc, kc, nc;  // cache blocks: mc a multiple of mr, nc a multiple of nr
+  gemm_detail::EdgeRows<T> edge_rows = nullptr;  // optional, see gemm_internal.h
 };
 
 // ---- portable microkernel -------------------------------------------------------------------------
@@ -120,7 +121,8 @@ Kernel<float> pick_kernel<float>() {
 #if defined(__x86_64__) || defined(_M_X64)
   switch (cpu_isa()) {
     case Isa::Avx512: return {gemm_detail::sgemm_ukernel_avx512_12x32, 12, 32, 144, 192, 3072};
-    case Isa::Avx2: return {gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072};
+    case Isa::Avx2:
+      return {gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072, gemm_detail::sgemm_ukernel_avx2_rows_x16};
     case Isa::Generic: break;
   }
 #endif
@@ -343,6 +345,8 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
             T* c = C + (ic + ir) * ldc + jc + jr;
             if (mr == MR && nr == NR) {
               kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_k);
+            } else if (nr == NR && kn.edge_rows) {  // the last rows, full width
+              kn.edge_rows(static_cast<int>(mr), kc, apanel, bpanel, c, ldc, alpha, beta_k);
             } else {  // edge tile: full-size kernel into the private tile, then merge the valid part
               kn.fn(kc, apanel, bpanel, tile, NR, alpha, T(0));
               for (int64_t i = 0; i < mr; ++i) {

@@ -43,6 +43,18 @@ void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* 
   ukernel_fma<Avx2F, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 
+void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 float alpha, float beta) {
+  switch (rows) {
+    case 1: return ukernel_fma<Avx2F, 1, 2, 6>(kc, a, b, c, ldc, alpha, beta);
+    case 2: return ukernel_fma<Avx2F, 2, 2, 6>(kc, a, b, c, ldc, alpha, beta);
+    case 3: return ukernel_fma<Avx2F, 3, 2, 6>(kc, a, b, c, ldc, alpha, beta);
+    case 4: return ukernel_fma<Avx2F, 4, 2, 6>(kc, a, b, c, ldc, alpha, beta);
+    case 5: return ukernel_fma<Avx2F, 5, 2, 6>(kc, a, b, c, ldc, alpha, beta);
+    default: return ukernel_fma<Avx2F, 6, 2>(kc, a, b, c, ldc, alpha, beta);
+  }
+}
+
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta) {
   ukernel_fma<Avx2D, 6, 2>(kc, a, b, c, ldc, alpha, beta);

@@ -7,7 +7,11 @@
 //   c: a full MR x NR tile of C, rows ldc apart
 //   c = alpha * sum_k a[k, :]^T b[k, :] + beta * c;   beta == 0: c is written, never read.
 // Edge tiles (fewer than MR rows or NR columns) never reach a microkernel: the driver runs the
-// kernel into a private MR x NR tile with beta = 0 and merges the valid part.
+// kernel into a private MR x NR tile with beta = 0 and merges the valid part. The exception: a
+// kernel may come with an edge-row kernel (EdgeRows), which computes only the first `rows` (1 ..
+// MR - 1) rows of a full-width tile from a panel packed MR tall, straight into C; the last rows of
+// a matrix then cost about rows / MR of a full tile instead of a whole one (AlexNet's 128 channels
+// per group end in a tile of 2 rows of 6).
 //
 // The ISA files hold only microkernels, and only functions with external names declared here:
 // anything inline they share with baseline code could be merged by the linker into the
@@ -21,10 +25,14 @@ namespace gemm_detail {
 
 template <class T>
 using Ukernel = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta);
+template <class T>
+using EdgeRows = void (*)(int rows, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta);
 
 // x86-64 only (the CMake build compiles gemm_avx2.cpp / gemm_avx512.cpp there and nowhere else).
 void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                              float beta);
+void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 float alpha, float beta);  // EdgeRows of the 6 x 16 kernel
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta);
 void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,

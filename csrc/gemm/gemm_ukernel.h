@@ -16,7 +16,9 @@
 
 namespace {
 
-template <class V, int MR, int NV>
+// AS: the packed A panel's height (its values for one k are AS apart); AS > MR computes only the
+// first MR rows of a panel packed for a taller kernel (the edge rows of a matrix).
+template <class V, int MR, int NV, int AS = MR>
 inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
                         typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta) {
   using T = typename V::T;
@@ -45,7 +47,7 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
-    a += MR;
+    a += AS;
     b += NR;
   }
 
