@@ -443,6 +443,32 @@ inline void mask_copy(void* dst, const void* src, const void* mask) {
 #endif
 }
 
+// dst = (src & mask_a) | (src2 & mask_b) over BYTES bytes, as mask_copy: a strip in two runs.
+template <std::size_t BYTES>
+inline void mask2_copy(void* dst, const void* src, const void* mask_a, const void* src2, const void* mask_b) {
+  static_assert(BYTES % 16 == 0, "whole 16-byte vectors");
+#if defined(__GNUC__)
+  typedef std::uint32_t V __attribute__((vector_size(16)));
+  for (std::size_t i = 0; i < BYTES; i += 16) {
+    V v, m, v2, m2;
+    std::memcpy(&v, static_cast<const char*>(src) + i, 16);
+    std::memcpy(&m, static_cast<const char*>(mask_a) + i, 16);
+    std::memcpy(&v2, static_cast<const char*>(src2) + i, 16);
+    std::memcpy(&m2, static_cast<const char*>(mask_b) + i, 16);
+    v = (v & m) | (v2 & m2);
+    std::memcpy(static_cast<char*>(dst) + i, &v, 16);
+  }
+#else
+  std::uint32_t v[BYTES / 4], m[BYTES / 4], v2[BYTES / 4], m2[BYTES / 4];
+  std::memcpy(v, src, BYTES);
+  std::memcpy(m, mask_a, BYTES);
+  std::memcpy(v2, src2, BYTES);
+  std::memcpy(m2, mask_b, BYTES);
+  for (std::size_t i = 0; i < BYTES / 4; ++i) v[i] = (v[i] & m[i]) | (v2[i] & m2[i]);
+  std::memcpy(dst, v, BYTES);
+#endif
+}
+
 template <class T, int NR>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                       T* dst, int64_t* scratch) {
@@ -453,23 +479,37 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
   const T* src = xp ? xp : x;
   const int64_t row_len = xp ? phased_row(g) : d.W, plane = d.H * row_len;
   const int64_t planes_end = d.Cg * plane;  // reads at or past it leave the image-group
-  // scratch, per kernel tap (row r of cols is channel r / KK, tap r % KK): its offset in a source
-  // plane, row offset, and the output columns [lo, hi) whose window column is inside the image
+  // scratch, per kernel tap (row r of cols is channel r / KK, tap r % KK): the offset in src of its
+  // first row in this block (of the block's first channel with that tap), row offset, the output
+  // columns [lo, hi) whose window column is inside the image, and its first row in the block;
+  // per kernel column, its offset in a source row and its [lo, hi). Without divisions per tap:
+  // AlexNet conv1 (121 taps of 3 channels, 4 strips per call) spent more time in them than copying.
   int64_t* tap_off = scratch;
   int64_t* tap_hoff = scratch + KK;
   int64_t* tap_lo = scratch + 2 * KK;
   int64_t* tap_hi = scratch + 3 * KK;
-  for (int64_t tp = 0; tp < KK; ++tp) {
-    const int64_t kp = tp / d.KW, kq = tp % d.KW;
-    const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;
+  int64_t* tap_k = scratch + 4 * KK;
+  int64_t* col_off = scratch + 5 * KK;
+  int64_t* col_lo = col_off + d.KW;
+  int64_t* col_hi = col_lo + d.KW;
+  for (int64_t kq = 0; kq < d.KW; ++kq) {
     int64_t off = kq * g.p.dil_w - g.p.pad_w;
     if (xp) {  // as in pack_cols: phase off mod sw, value floor(off / sw) of it
       const int64_t fl = off >= 0 ? off / sw : -((-off + sw - 1) / sw);
       off = (off - fl * sw) * phase_len(g) + fl;
     }
-    tap_off[tp] = hoff * row_len + off;
-    tap_hoff[tp] = hoff;
-    col_range(g, kq, &tap_lo[tp], &tap_hi[tp]);
+    col_off[kq] = off;
+    col_range(g, kq, &col_lo[kq], &col_hi[kq]);
+  }
+  const int64_t r0 = p0 % KK, c0 = p0 / KK;  // the block starts at tap r0 of channel c0
+  for (int64_t kp = 0, tp = 0; kp < d.KH; ++kp) {
+    const int64_t hoff = kp * g.p.dil_h - g.p.pad_h;
+    for (int64_t kq = 0; kq < d.KW; ++kq, ++tp) {
+      tap_k[tp] = tp >= r0 ? tp - r0 : tp - r0 + KK;
+      tap_off[tp] = (tp >= r0 ? c0 : c0 + 1) * plane + hoff * row_len + col_off[kq];
+      tap_hoff[tp] = hoff;
+      tap_lo[tp] = col_lo[kq], tap_hi[tp] = col_hi[kq];
+    }
   }
   // 16 floats per row: the AVX2 copy loop where the CPU has it
   using Rows16 = void (*)(float*, int64_t, const float*, int64_t, int64_t, const std::uint32_t*);
@@ -486,9 +526,9 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
     bool contiguous = true;
     int64_t lane_min = 0, lane_max = 0;  // (with padding, OW > W: lanes need not increase)
     int64_t jmin = OW, jmax = -1, hmin = 0, hmax = 0;
-    for (int t = 0; t < NR; ++t) {
-      const int64_t q = q0 + t;
-      ti[t] = q / OW, tj[t] = q % OW;
+    for (int64_t t = 0, i = q0 / OW, j = q0 % OW; t < NR; ++t) {
+      ti[t] = i, tj[t] = j;
+      if (++j == OW) j = 0, ++i;
       lane[t] = ti[t] * sh * row_len + tj[t];
       contiguous = contiguous && lane[t] == lane[0] + t;
       lane_min = t == 0 ? lane[t] : std::min(lane_min, lane[t]);
@@ -496,18 +536,33 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       jmin = std::min(jmin, tj[t]), jmax = std::max(jmax, tj[t]);
       hmin = t == 0 ? ti[t] * sh : std::min(hmin, ti[t] * sh), hmax = std::max(hmax, ti[t] * sh);
     }
+    // Not one run but two (a strip across the end of an output row of a strided conv): lanes
+    // [0, split) read lane[0] + t, lanes [split, NR) read lane[0] + gap + t, gap > 0.
+    int split = NR;
+    int64_t gap = 0;
+    if (!contiguous) {
+      int t = 1;
+      while (t < NR - 1 && lane[t] == lane[t - 1] + 1) ++t;
+      gap = lane[t] - lane[0] - t;
+      bool two = gap > 0;
+      for (int u = t + 1; u < NR && two; ++u) two = lane[u] == lane[u - 1] + 1;
+      if (two) split = t;
+    }
+    U half_a[NR], half_b[NR];  // a full strip in two runs: the lanes of each
+    if (split < NR)
+      for (int t = 0; t < NR; ++t) half_a[t] = t < split ? ~U(0) : U(0), half_b[t] = ~half_a[t];
     // Tap by tap: the rows of one tap (every KK-th row, one per channel) share the strip's border
     // lanes, so the choice (copy, gather or masked copy) and the mask are made once per tap.
     for (int64_t tp = 0; tp < KK; ++tp) {
-      const int64_t k_first = ((tp - p0) % KK + KK) % KK;
+      const int64_t k_first = tap_k[tp];
       if (k_first >= kc) continue;
       const int64_t hoff = tap_hoff[tp], lo = tap_lo[tp], hi = tap_hi[tp];
-      int64_t at = (p0 + k_first) / KK * plane + tap_off[tp];  // lane t of row k reads src[at + lane[t]]
+      int64_t at = tap_off[tp];  // lane t of row k reads src[at + lane[t]]
       T* dd = dst + k_first * NR;
       const int64_t rstep = KK * NR;
       const bool full = cnt == NR && hmin + hoff >= 0 && hmax + hoff < d.H && jmin >= lo && jmax < hi;
       if (full && contiguous) {
-        if (rows16) {
+        if (rows16 && kc - k_first > 3 * KK) {  // more than 3 rows (fewer: the inline copy is faster)
           static const std::uint32_t ones[16] = {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u,
                                                  ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u};
           rows16(reinterpret_cast<float*>(dd), rstep, reinterpret_cast<const float*>(src + at + lane[0]), plane,
@@ -519,8 +574,12 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
         continue;
       }
       if (full) {
-        for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep)
-          for (int t = 0; t < NR; ++t) dd[t] = src[at + lane[t]];
+        for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep) {
+          if (split < NR && at + lane_min >= 0 && at + lane_max < planes_end)  // both runs inside x
+            mask2_copy<NR * sizeof(T)>(dd, src + at + lane[0], half_a, src + at + lane[0] + gap, half_b);
+          else
+            for (int t = 0; t < NR; ++t) dd[t] = src[at + lane[t]];
+        }
         continue;
       }
       // Lanes whose window hangs over the border are cleared with a bit mask, so values read
@@ -530,6 +589,9 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
         const int64_t h = ti[t] * sh + hoff;
         m[t] = t < cnt && h >= 0 && h < d.H && tj[t] >= lo && tj[t] < hi ? ~U(0) : U(0);
       }
+      U m_a[NR], m_b[NR];  // two runs: the mask split at lane `split`
+      if (split < NR)
+        for (int t = 0; t < NR; ++t) m_a[t] = m[t] & half_a[t], m_b[t] = m[t] & half_b[t];
       for (int64_t k = k_first; k < kc; k += KK, at += plane, dd += rstep) {
         if (at + lane_min < 0 || at + lane_max >= planes_end) {  // would leave x: per lane
           for (int t = 0; t < NR; ++t) dd[t] = m[t] ? src[at + lane[t]] : T(0);
@@ -544,6 +606,8 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
         }
         if (contiguous) {
           mask_copy<NR * sizeof(T)>(dd, src + at + lane[0], m);
+        } else if (split < NR) {  // both runs read inside [lane_min, lane_max]
+          mask2_copy<NR * sizeof(T)>(dd, src + at + lane[0], m_a, src + at + lane[0] + gap, m_b);
         } else {
           U v[NR];
           for (int t = 0; t < NR; ++t) std::memcpy(&v[t], src + at + lane[t], sizeof(T));
@@ -557,7 +621,8 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
 template <class T>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                       int nr, T* dst) {
-  int64_t* scratch = workspace_as<int64_t>(static_cast<std::size_t>(4 * g.d.KH * g.d.KW), kSlotTaps);
+  int64_t* scratch =
+      workspace_as<int64_t>(static_cast<std::size_t>(5 * g.d.KH * g.d.KW + 3 * g.d.KW), kSlotTaps);
   by_panel_width(
       nr, [&](auto w) { pack_cols_strips<T, decltype(w)::value>(g, x, xp, p0, kc, j0, nc, dst, scratch); },
       [&] { pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp); });
