@@ -319,6 +319,25 @@ def test_gemm_forward_border_values_stay_out(dt, geom, rng):
         assert_close(y[fin], want[fin], rtol=0, atol=bound(n_terms, mag[fin], dt), name="y")
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [  # x shape, w shape: K = 576 runs as two K blocks of the GEMM
+    ((2, 64, 9, 11), (7, 64, 3, 3)),     # 7 rows: one edge row; 99 pixels: an edge column block
+    ((1, 64, 5, 7), (100, 64, 3, 3))])   # 100 rows: 4 edge rows
+def test_gemm_forward_bias_inside_the_gemm(dt, shapes, rng):
+    # the fused path starts each output tile at the bias inside the GEMM (row_init); the im2col
+    # path fills y with the bias and accumulates onto it: the same operations, so the same bits
+    xs, ws = shapes
+    x, w, b = random_problem(rng, xs, ws, dt, True)
+    with cpu_impl("gemm"):
+        with fused_forward("1"):
+            y_fused = F.conv2d(x, w, b, padding=1)
+        with fused_forward("0"):
+            y_cols = F.conv2d(x, w, b, padding=1)
+    assert np.array_equal(y_fused, y_cols)
+    mag = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), padding=1)
+    assert_close(y_fused, ref.conv2d(x, w, b, padding=1), rtol=0, atol=bound(ws[1] * 9 + 1, mag, dt), name="y")
+
+
 @pytest.mark.parametrize("mode", ["auto", "0"])
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("geom", [  # x shape, w shape, padding, dilation, groups: "same" convolutions

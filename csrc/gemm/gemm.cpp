@@ -321,7 +321,8 @@ struct ASource {
 // sub-problem) into NR-wide micro-panels.
 template <class T, int MR, int NR, class PackB>
 void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
-                  const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb, int64_t NCmax) {
+                  const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb, int64_t NCmax,
+                  const T* row_init = nullptr) {
   const int64_t NCb = std::min(NCmax, ceil_div(N, NR) * NR);
   T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
   T* ap = A.pre ? nullptr : workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
@@ -343,16 +344,27 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
             const int64_t mr = std::min<int64_t>(MR, mc - ir);
             const T* apanel = ablock + ir * kc;
             T* c = C + (ic + ir) * ldc + jc + jr;
+            T beta_t = beta_k;
+            if (row_init && pc == 0 && nr == NR) {  // C starts as row_init: written here, in L1 for the kernel
+              for (int64_t i = 0; i < mr; ++i) {
+                const T v = row_init[ic + ir + i];
+                T* ci = c + i * ldc;
+                for (int64_t j = 0; j < NR; ++j) ci[j] = v;
+              }
+              beta_t = T(1);
+            }
             if (mr == MR && nr == NR) {
-              kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_k);
+              kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_t);
             } else if (nr == NR && kn.edge_rows) {  // the last rows, full width
-              kn.edge_rows(static_cast<int>(mr), kc, apanel, bpanel, c, ldc, alpha, beta_k);
+              kn.edge_rows(static_cast<int>(mr), kc, apanel, bpanel, c, ldc, alpha, beta_t);
             } else {  // edge tile: full-size kernel into the private tile, then merge the valid part
               kn.fn(kc, apanel, bpanel, tile, NR, alpha, T(0));
               for (int64_t i = 0; i < mr; ++i) {
                 T* ci = c + i * ldc;
                 const T* ti = tile + i * NR;
-                if (beta_k == T(0)) {
+                if (row_init && pc == 0 && nr < NR) {
+                  for (int64_t j = 0; j < nr; ++j) ci[j] = row_init[ic + ir + i] + ti[j];
+                } else if (beta_t == T(0)) {
                   // 16-byte copies and a short tail: GCC turned the plain loop (and a memcpy of
                   // nr values) into `rep movsq`, whose start-up cost made the edge tiles 2.6% of
                   // AlexNet conv5's data gradient
@@ -361,7 +373,7 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
                   for (; j + L <= nr; j += L) std::memcpy(ci + j, ti + j, 16);
                   for (; j < nr; ++j) ci[j] = ti[j];
                 } else {
-                  for (int64_t j = 0; j < nr; ++j) ci[j] = beta_k * ci[j] + ti[j];
+                  for (int64_t j = 0; j < nr; ++j) ci[j] = beta_t * ci[j] + ti[j];
                 }
               }
             }
@@ -407,7 +419,7 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
 // B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
 template <class T, int MR, int NR, class PackB>
 void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
-                 const PackB& packb, T beta, T* C, int64_t ldc, int threads) {
+                 const PackB& packb, T beta, T* C, int64_t ldc, int threads, const T* row_init = nullptr) {
   const int64_t KCb = k_block(kn, M, K);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
   const int64_t NCmax = short_product(kn, M, K) && N >= 16 * NR ? 4 * NR : kn.nc;
@@ -415,7 +427,7 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
   const int64_t units = split_n ? ceil_div(N, NR) : ceil_div(M, MR);
   const int nt = threads_for(threads, double(M) * double(N) * double(K), units);
   if (nt <= 1) {
-    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb, NCmax);
+    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb, NCmax, row_init);
     return;
   }
   const int64_t per = ceil_div(units, nt);
@@ -425,12 +437,13 @@ void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, 
     if (split_n) {
       const int64_t j0 = u0 * NR, j1 = std::min(N, u1 * NR);
       auto pb = [&](int64_t p0, int64_t kc, int64_t jj, int64_t nc, T* dst) { packb(p0, kc, j0 + jj, nc, dst); };
-      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, pb, beta, C + j0, ldc, KCb, MCb, NCmax);
+      gemm_blocked<T, MR, NR>(kn, M, j1 - j0, K, alpha, A, pb, beta, C + j0, ldc, KCb, MCb, NCmax, row_init);
     } else {
       const int64_t i0 = u0 * MR, i1 = std::min(M, u1 * MR);
       ASource<T, MR> At = A;
       At.row0 = A.row0 + i0;
-      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, packb, beta, C + i0 * ldc, ldc, KCb, MCb, NCmax);
+      gemm_blocked<T, MR, NR>(kn, i1 - i0, N, K, alpha, At, packb, beta, C + i0 * ldc, ldc, KCb, MCb, NCmax,
+                              row_init ? row_init + i0 : nullptr);
     }
   });
 }
@@ -702,17 +715,18 @@ int64_t check_packed(const PackedA<T>& A, int64_t N, int threads, const char* op
 
 template <class T>
 void gemm_packer(const PackedA<T>& A, int64_t N, T alpha, const BPacker<T>& packb, T beta, T* C, int64_t ldc,
-                 int threads) {
+                 int threads, const T* row_init) {
   const char* op = "gemm_packer";
   const Kernel<T>& kn = kernel<T>();
   const int64_t mpad = check_packed(A, N, threads, op);
   CONVKIT_CHECK(ldc >= N, op, ": bad leading dimension");
   CONVKIT_CHECK(C != nullptr && packb, op, ": null argument");
+  CONVKIT_CHECK(!row_init || beta == T(0), op, ": row_init needs beta = 0");
   auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { packb(p0, kc, j0, nc, kn.nr, dst); };
   with_block_shape(kn, [&](auto mr, auto nr) {
     constexpr int MR = decltype(mr)::value;
     gemm_packed<T, MR, decltype(nr)::value>(kn, A.M, N, A.K, alpha, ASource<T, MR>{Mat<T>{}, A.data, mpad, 0}, pb,
-                                            beta, C, ldc, threads);
+                                            beta, C, ldc, threads, row_init);
   });
 }
 
@@ -735,7 +749,7 @@ void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int
 #define CONVKIT_GEMM_PACKED_A(T)                                                                                  \
   template std::size_t gemm_packed_a_size<T>(int64_t, int64_t);                                                  \
   template PackedA<T> gemm_pack_a<T>(bool, int64_t, int64_t, const T*, int64_t, T*, int);                        \
-  template void gemm_packer<T>(const PackedA<T>&, int64_t, T, const BPacker<T>&, T, T*, int64_t, int);           \
+  template void gemm_packer<T>(const PackedA<T>&, int64_t, T, const BPacker<T>&, T, T*, int64_t, int, const T*); \
   template void gemm<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t, int);
 CONVKIT_GEMM_PACKED_A(float)
 CONVKIT_GEMM_PACKED_A(double)

@@ -52,10 +52,13 @@ PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t l
 template <class T>
 void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
           int threads = 0);
-// C[M, N] = alpha * A @ op(B) + beta * C with op(B) from a packer, as gemm_packer above.
+// C[M, N] = alpha * A @ op(B) + beta * C with op(B) from a packer, as gemm_packer above. With
+// row_init (beta must then be 0): C[i, j] = row_init[i] + alpha * (A @ op(B))[i, j], the same
+// values as filling C with row_init and passing beta = 1, without that extra pass over C
+// (conv2d's bias).
 template <class T>
 void gemm_packer(const PackedA<T>& A, int64_t N, T alpha, const BPacker<T>& packb, T beta, T* C, int64_t ldc,
-                 int threads = 0);
+                 int threads = 0, const T* row_init = nullptr);
 
 // Measured FP32 FMA throughput of this machine on `threads` threads (0 = all of num_threads()): each
 // thread runs `iters` iterations of 12 independent vector FMA chains in the widest ISA cpu_isa()

@@ -901,6 +901,15 @@ void forward_image(const Geometry& g, const T* xs, const PackedA<T>* wp, const T
     const T* xg = xs + (n * d.C + grp * d.Cg) * d.H * d.W;
     const PackedA<T>& wg = wp[grp];
     T* yg = ys + (n * d.OC + grp * d.OCg) * g.P;
+    if (!cols && !g.direct) {  // fused im2col: the GEMM packs its B blocks straight from x; the bias
+                  // is each output row's starting value, set tile by tile inside the GEMM
+      const T* xp = phased_source(g, xg);
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        pack_cols_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
+      };
+      gemm_packer<T>(wg, g.P, T(1), pb, T(0), yg, g.P, threads, bs ? bs + grp * d.OCg : nullptr);
+      continue;
+    }
     T beta = T(0);
     if (bs) {
       for (int64_t o = 0; o < d.OCg; ++o) std::fill(yg + o * g.P, yg + (o + 1) * g.P, bs[grp * d.OCg + o]);
@@ -908,14 +917,6 @@ void forward_image(const Geometry& g, const T* xs, const PackedA<T>* wp, const T
     }
     if (g.direct) {
       gemm<T>(wg, false, g.P, T(1), xg, g.P, beta, yg, g.P, threads);
-      continue;
-    }
-    if (!cols) {  // fused im2col: the GEMM packs its B blocks straight from x (pack_cols)
-      const T* xp = phased_source(g, xg);
-      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
-        pack_cols_strips(g, xg, xp, p0, kc, j0, nc, nr, dst);
-      };
-      gemm_packer<T>(wg, g.P, T(1), pb, beta, yg, g.P, threads);
       continue;
     }
     for (int64_t i0 = 0; i0 < d.OH; i0 += g.band_rows) {
