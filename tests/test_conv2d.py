@@ -291,6 +291,7 @@ def test_gemm_forward_same_convolutions(mode, pr):
     ((2, 4, 9, 13), (6, 4, 3, 5), 1, (1, 2)),      # "same": one run per strip across rows
     ((2, 3, 23, 23), (5, 3, 5, 5), 2, 1),           # strided: phase-split source, strips across rows
     ((2, 3, 35, 37), (4, 3, 11, 11), 4, 2),         # AlexNet conv1-like with padding
+    ((2, 3, 39, 37), (4, 3, 11, 11), 4, 0),         # AlexNet conv1-like, no padding
     ((2, 2, 3, 4), (3, 2, 2, 1), 1, (2, 3))])       # padding wider than the kernel: OW > W
 def test_gemm_forward_border_values_stay_out(dt, geom, rng):
     # pack_cols_strips reads whole strips of x (or its phase-split copy) and clears the lanes that
