@@ -2,6 +2,7 @@
 --markdown mode turns back into the README table (timings themselves are never asserted)."""
 import json
 import math
+import statistics
 
 import pytest
 
@@ -23,13 +24,26 @@ def test_bench_small_case_writes_json_and_markdown(tmp_path, capsys):
         assert r["threads"] == 1
         assert r["max_rel_err"] < 1e-6  # validated against torch before timing: pooling selects, so exact
         assert r["convkit_ms"] > 0 and r["torch_ms"] > 0
-        assert math.isclose(r["ratio"], r["convkit_ms"] / r["torch_ms"], rel_tol=1e-6)
+        assert math.isclose(r["ratio_of_medians"], r["convkit_ms"] / r["torch_ms"], rel_tol=1e-6)
+        assert r["ratio"] > 0  # the median of the per-pair ratios (test_paired_ratio)
     assert data["peak_gflops"]["1"] > 1.0  # a real FMA loop: even a slow core does more than 1 GFLOP/s
     assert not (tmp_path / "bench.json.tmp").exists()
     capsys.readouterr()
     assert bench.main(["--markdown", str(path)]) == 0
     table = capsys.readouterr().out
     assert "`fwd:lenet:pool1 mb64ic6ih28iw28_kh2kw2_sh2sw2`" in table
+
+
+def test_paired_ratio_is_the_median_of_back_to_back_pairs():
+    # equal sides, the host slowing both samples of the last two pairs 3x and one convkit sample
+    # 1.5x: the ratio of the medians says 1.5, the median of the pairs' ratios says 1
+    tc = [1.0, 1.0, 1.5, 3.0, 3.0]
+    tt = [1.0, 1.0, 1.0, 3.0, 3.0]
+    assert bench.paired_ratio(tc, tt) == 1.0
+    assert statistics.median(tc) / statistics.median(tt) == 1.5
+    assert bench.paired_ratio([1.0, 2.0, 4.0], [2.0, 2.0, 2.0]) == 1.0
+    tf, tg = bench.time_samples(lambda: None, lambda: None, 4)
+    assert len(tf) == len(tg) == 4 and min(tf + tg) >= 0
 
 
 def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):

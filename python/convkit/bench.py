@@ -3,7 +3,9 @@
 Every case is validated first (convkit's output against torch's on the same inputs), then timed with
 interleaved samples (convkit, torch, convkit, torch, ...) so that both sides see the same machine
 state, and reported as medians: ms, GFLOP/s (convolutions, linear) or GB/s (memory-bound ops), and
-the ratio convkit / torch (< 1 means convkit is faster). Problems are named benchdnn-style.
+the ratio convkit / torch (< 1 means convkit is faster): the median of the per-pair ratios (each pair
+one convkit and one torch sample back to back; the JSON also keeps the ratio of the two medians).
+Problems are named benchdnn-style.
 
 Besides the single layers: both whole networks (AlexNet as in the lecture, LeNet-5) forward and
 forward+backward (eval mode, so dropout is off on both sides; parameter gradients included, no
@@ -407,8 +409,8 @@ def _validate(case, check):
     return err
 
 
-def time_pair(f, g, repeats: int, warm: bool = True):
-    """Interleaved timing: returns (median seconds of f, median seconds of g)."""
+def time_samples(f, g, repeats: int, warm: bool = True):
+    """Interleaved timing: `repeats` pairs (f, then g right after); returns the two lists of seconds."""
     if warm:
         f(), g()  # warm up (allocations, caches, lazy init)
     tf, tg = [], []
@@ -420,7 +422,19 @@ def time_pair(f, g, repeats: int, warm: bool = True):
         t2 = time.perf_counter()
         tf.append(t1 - t0)
         tg.append(t2 - t1)
+    return tf, tg
+
+
+def time_pair(f, g, repeats: int, warm: bool = True):
+    """Interleaved timing: returns (median seconds of f, median seconds of g)."""
+    tf, tg = time_samples(f, g, repeats, warm)
     return statistics.median(tf), statistics.median(tg)
+
+
+def paired_ratio(tf, tg) -> float:
+    """Median over the pairs of f's time / g's time: each pair ran back to back, so a stretch when the
+    host takes cycles away slows both samples of a pair, where it would tilt a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(tf, tg))
 
 
 def _repeats_for(seconds_per_pair: float, repeats: int, budget: float = 20.0, least: int = 5) -> int:
@@ -443,9 +457,11 @@ def run(cases, threads=(1, 2), repeats: int = 21, progress=True, peaks=None, bud
             if not check:
                 ck(), pt()
             reps = _repeats_for(time.perf_counter() - t0, repeats, budget, least)
-            tc, tt = time_pair(ck, pt, reps, warm=False)
+            sc, st = time_samples(ck, pt, reps, warm=False)
+            tc, tt = statistics.median(sc), statistics.median(st)
             row = {"case": case.name, "group": case.group, "threads": nt, "repeats": reps,
-                   "convkit_ms": tc * 1e3, "torch_ms": tt * 1e3, "ratio": tc / tt, "max_rel_err": err}
+                   "convkit_ms": tc * 1e3, "torch_ms": tt * 1e3, "ratio": paired_ratio(sc, st),
+                   "ratio_of_medians": tc / tt, "max_rel_err": err}
             if case.flops:
                 row["convkit_gflops"] = case.flops / tc / 1e9
                 row["torch_gflops"] = case.flops / tt / 1e9
