@@ -382,6 +382,29 @@ def test_gemm_prepacked_weights_tall_products(nthreads, shape, rng):
         check_all(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, p)
 
 
+@pytest.mark.parametrize("shape", [  # x, w, groups: several K blocks of the packed weights and more
+    ((2, 64, 17, 19), (100, 64, 3, 3), 1),   # than 128 KiB of packed B per block: forward in column blocks
+    ((1, 12, 15, 21), (300, 12, 3, 3), 1),   # (K 576, 323 pixels: 112 + 112 + 99), the data gradient
+    ((2, 60, 20, 21), (208, 30, 3, 3), 2)])  # (K 300 over 108 rows), groups (K 270, 420 pixels)
+def test_gemm_prepacked_weights_narrow_b_blocks(shape, rng):
+    # gemm.cpp: products of packed weights that run K in several blocks pack B in blocks of at most
+    # 128 KiB; the blocks split only the columns, so every value is the same sum in the same order:
+    # fused == im2col and 1 thread == 2 threads, bit for bit, and all of it within the reference bound
+    xs, ws, groups = shape
+    x, w, b = random_problem(rng, xs, ws, np.float32)
+    got = []
+    for mode, n in [("1", 1), ("1", 2), ("0", 1), ("0", 2)]:
+        with cpu_impl("gemm"), fused_forward(mode), threads(n):
+            got.append(F.conv2d(x, w, b, padding=1, groups=groups))
+    for y in got[1:]:
+        assert np.array_equal(y, got[0])
+    with cpu_impl("gemm"):
+        for n in (1, 2):
+            with threads(n):
+                check_all(x, w, b, 1, 1, groups=groups)
+                check_all(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, 1, groups=groups)
+
+
 @st.composite
 def direct_problems(draw):
     """What the direct kernel takes: float32, stride 1. Output widths across the 8- and 16-pixel
