@@ -53,7 +53,7 @@ struct Slot {
   std::unique_ptr<void, FreeDeleter> ptr;
   std::size_t bytes = 0;
 };
-constexpr int kSlots = 8;
+constexpr int kSlots = 9;
 thread_local Slot t_slots[kSlots];
 }  // namespace
 

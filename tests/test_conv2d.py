@@ -221,19 +221,24 @@ def test_matches_reference(impl, pr):
 
 
 @contextlib.contextmanager
-def fused_forward(mode):
-    """CONVKIT_CONV_FUSED: '1' forces the GEMM path's fused im2col packing (pack_cols), '0' the im2col
-    into scratch; read on every call."""
+def env(name, value):
+    """Sets an environment variable the kernels read on every call, restores it afterwards."""
     import os
-    old = os.environ.get("CONVKIT_CONV_FUSED")
-    os.environ["CONVKIT_CONV_FUSED"] = mode
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            del os.environ["CONVKIT_CONV_FUSED"]
+            del os.environ[name]
         else:
-            os.environ["CONVKIT_CONV_FUSED"] = old
+            os.environ[name] = old
+
+
+def fused_forward(mode):
+    """CONVKIT_CONV_FUSED: '1' forces the GEMM path's fused im2col packing (pack_cols), '0' the im2col
+    into scratch."""
+    return env("CONVKIT_CONV_FUSED", mode)
 
 
 @pytest.mark.parametrize("mode", ["0", "1"])
@@ -403,6 +408,35 @@ def test_gemm_prepacked_weights_narrow_b_blocks(shape, rng):
             with threads(n):
                 check_all(x, w, b, 1, 1, groups=groups)
                 check_all(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, 1, groups=groups)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [  # x shape, w shape, padding, dilation, groups: "same" convolutions
+    ((2, 6, 13, 13), (4, 3, 3, 3), 1, 1, 2),             # groups, odd kernel
+    ((1, 5, 9, 14), (7, 5, 3, 5), (1, 2), 1, 1),         # rectangular kernel, batch 1
+    ((3, 4, 11, 8), (4, 4, 3, 3), 2, 2, 1),              # dilation 2: padding 2 (K - 1 = 2)
+    ((2, 3, 10, 9), (6, 1, 2, 2), 1, 2, 3),              # even kernel, dilation 2, depthwise-like groups
+    ((4, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2),         # Cg 64 >= OCg 48, 4 images: the automatic choice
+    ((3, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2)])        # the same with 3 images: the usual route
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_gemm_backward_data_as_forward(dt, geom, nthreads, rng):
+    # conv2d_gemm.cpp's data_grad_as_forward: stride-1 "same" data gradients as a forward convolution
+    # of dy with the flipped, transposed filters; forced on and off, each against the reference
+    xs, ws, padding, dilation, groups = geom
+    kw = dict(padding=padding, dilation=dilation, groups=groups)
+    w = rng.standard_normal(ws).astype(dt)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+    want = ref.conv2d_backward_data(dy, w, xs, **kw)
+    mag = ref.conv2d_backward_data(np.abs(dy), np.abs(w), xs, **kw)
+    got = {}
+    for mode in ["1", "0", "auto"]:
+        ctx = env("CONVKIT_CONV_BWD_AS_FWD", mode) if mode != "auto" else contextlib.nullcontext()
+        with cpu_impl("gemm"), threads(nthreads), ctx:
+            got[mode] = F.conv2d_backward_data(dy, w, xs, **kw)
+        assert_close(got[mode], want, rtol=0, atol=bound(ws[0] // groups * ws[2] * ws[3], mag, dt), name=mode)
+    assert not np.array_equal(got["1"], got["0"])  # two summation orders: both routes really ran
+    auto_is_forward = xs[1] // groups >= 64 and ws[0] // groups <= xs[1] // groups and xs[0] >= 4
+    assert np.array_equal(got["auto"], got["1" if auto_is_forward else "0"])
 
 
 @st.composite

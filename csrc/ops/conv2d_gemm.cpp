@@ -56,6 +56,7 @@ constexpr int kSlotTaps = 1;      // pack_cols_strips / pack_cols_t_strips: per-
 constexpr int kSlotPackedW = 3;  // the weights in the GEMM's panel layout, packed once per call
 constexpr int kSlotCols = 4;
 constexpr int kSlotPartial = 5;
+constexpr int kSlotFlipped = 8;  // backward data as a forward convolution: the flipped weights
 
 struct Geometry {
   Dims d;
@@ -1005,10 +1006,57 @@ void backward_data_image(const Geometry& g, const T* gs, const PackedA<T>* wtp, 
   }
 }
 
+// Backward data as a forward convolution. With stride 1 the data gradient is a convolution of dy:
+//   dx = conv(dy, W'),  W'[grp*Cg + c, o, kh, kw] = W[grp*OCg + o, c, KH-1-kh, KW-1-kw],
+//   padding dil*(K-1) - pad, which for a "same" convolution is pad itself,
+// so it can run through the forward's fused packer and GEMM: no dcols matrix written and read back,
+// no col2im. It packs OCg*KH*KW rows of B per pixel for Cg output rows, where the usual route
+// writes and scatters Cg*KH*KW rows of dcols, so it pays when OCg is at most Cg and Cg fills the
+// microkernel's panels; the flipped copy of the filters costs about what one image gains, so it
+// also needs a few images. Interleaved against the usual route, 1 / 2 threads: AlexNet conv5 (Cg
+// 192, OCg 128) 0.93-0.97 of the time at batch 32, 0.93 at 8, 0.97 at 4, 1.03 at 1; conv4 (OCg =
+// Cg = 192) 0.97-1.01 at 8-32; conv3 (OCg 1.5 Cg) 1.01-1.02 and conv2 (OCg 2.7 Cg) 1.09 keep the
+// usual route. 1 x 1 kernels (g.direct) are one GEMM either way. CONVKIT_CONV_BWD_AS_FWD=1 / 0
+// forces the choice where the geometry allows it.
+bool data_grad_as_forward(const Geometry& g) {
+  if (!same_geometry(g) || g.direct) return false;
+  const char* e = std::getenv("CONVKIT_CONV_BWD_AS_FWD");
+  if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+  return g.d.Cg >= 64 && g.d.OCg <= g.d.Cg && g.d.N >= 4;
+}
+
+template <class T>
+bool backward_data_as_forward(const Geometry& g, const Tensor& dy, const Tensor& w, const Tensor& dx,
+                              const Conv2dParams& p) {
+  const Dims& d = g.d;
+  const int64_t KK = d.KH * d.KW;
+  T* wf = workspace_as<T>(static_cast<std::size_t>(d.OC * d.Cg * KK), kSlotFlipped);
+  const T* ws = w.ptr<T>();
+  maybe_parallel(d.G * d.OCg, threads_for(g.macs), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = grp * OCg + o: one output channel's filters
+      const int64_t grp = r / d.OCg, o = r % d.OCg;
+      for (int64_t c = 0; c < d.Cg; ++c) {
+        const T* src = ws + (r * d.Cg + c) * KK;
+        T* dst = wf + ((grp * d.Cg + c) * d.OCg + o) * KK;
+        for (int64_t k = 0; k < KK; ++k) dst[KK - 1 - k] = src[k];  // (kh, kw) -> (KH-1-kh, KW-1-kw)
+      }
+    }
+  });
+  Tensor wt = w;
+  wt.data = wf;
+  wt.shape[0] = d.C;
+  wt.shape[1] = d.OCg;
+  Conv2dParams q = p;
+  q.pad_h = p.dil_h * (d.KH - 1) - p.pad_h;
+  q.pad_w = p.dil_w * (d.KW - 1) - p.pad_w;
+  return forward_t<T>(dy, wt, nullptr, dx, q);
+}
+
 template <class T>
 bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
   Geometry g;
   if (!make_geometry(dx, w, dy, p, sizeof(T), &g)) return false;
+  if (data_grad_as_forward(g) && backward_data_as_forward<T>(g, dy, w, dx, p)) return true;
   const T* gs = dy.ptr<T>();
   const T* ws = w.ptr<T>();
   T* dxs = dx.ptr<T>();
