@@ -186,6 +186,34 @@ def test_short_products(dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_matrix_vector_every_tail(dtype):
+    # gemv_rows (M == 1 with B [N, K], N == 1 with A [M, K]): dot products 4 rows at a time, on AVX2
+    # in steps of 16 values, one of 8, then single products: every K from 1 to 40 (each remainder
+    # mod 16, below and above 8) with 1-9 rows (groups of 4 and single rows), against the reference
+    rng = np.random.default_rng(41)
+    for K in range(1, 41):
+        for R in (1, 3, 4, 5, 9):
+            run_gemm(rng, dtype, 1, R, K, False, True, alpha=1.5, beta=0.5, pad=(1, 3, 2))
+            run_gemm(rng, dtype, R, 1, K, False, False, alpha=-0.75, beta=0.0, pad=(2, 1, 0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matrix_vector_row_does_not_depend_on_its_group(dtype):
+    # a row's dot product has the same bits whether it runs in a group of 4 or alone (9 rows: two
+    # groups and one row alone; each row again as a 1-row product)
+    rng = np.random.default_rng(43)
+    K = 77
+    B = rng.standard_normal((9, K)).astype(dtype)
+    a = rng.standard_normal(K).astype(dtype)
+    whole = np.empty(9, dtype)
+    _core._gemm(False, True, 1, 9, K, 1.0, a, K, B.ravel(), K, 0.0, whole, 9, 1)
+    for r in range(9):
+        one = np.empty(1, dtype)
+        _core._gemm(False, True, 1, 1, K, 1.0, a, K, B[r].copy(), K, 0.0, one, 1, 1)
+        assert one[0] == whole[r], r
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_alpha_zero_and_k_zero_never_read_a_b(dtype):
     # alpha == 0 or K == 0: C = beta * C, A and B are not read (they hold NaN here)
     A = np.full(12, np.nan, dtype)

@@ -517,15 +517,40 @@ void dots(const T* __restrict X, int64_t ld, const T* __restrict v, int64_t n, T
   }
 }
 
+// The AVX2 dot products (gemm_detail::sdots_avx2) for float where the CPU has them. In an
+// interleaved microbenchmark over 4096 x 4096 and 4096 x 9216 matrices they took 0.69-0.82 of the
+// time of dots (16-byte vectors, a software prefetch 1 KiB ahead); convkit bench, AlexNet fc6 / fc7
+// forward at batch 1 against PyTorch: 1.10 / 1.10 -> 0.92 / 0.85 on 1 thread, 0.77 / 0.73 -> 0.67 /
+// 0.64 on 2.
+template <class T>
+bool simd_dots() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return std::is_same_v<T, float> && cpu_isa() >= Isa::Avx2;
+#else
+  return false;
+#endif
+}
+
+template <class T>
+void dots_simd(int rows, const T* X, int64_t ld, const T* v, int64_t n, T* res) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if constexpr (std::is_same_v<T, float>) return gemm_detail::sdots_avx2(rows, X, ld, v, n, res);
+#endif
+  (void)rows, (void)X, (void)ld, (void)v, (void)n, (void)res;
+  throw std::logic_error("gemm: no SIMD dot products for this type");
+}
+
 // out[r * os] = alpha * dot(X[r, :K], v) + beta * out[r * os] for r in [0, R); rows of X are ld apart.
 template <class T>
 void gemv_rows(int64_t R, int64_t K, T alpha, const T* X, int64_t ld, const T* v, T beta, T* out, int64_t os,
                int threads) {
+  const bool simd = simd_dots<T>();
   auto body = [&](int64_t r0, int64_t r1) {
     T d[4];
     for (int64_t r = r0; r < r1;) {
       const int n = r + 4 <= r1 ? 4 : 1;
-      if (n == 4) dots<T, 4>(X + r * ld, ld, v, K, d);
+      if (simd) dots_simd(n, X + r * ld, ld, v, K, d);
+      else if (n == 4) dots<T, 4>(X + r * ld, ld, v, K, d);
       else dots<T, 1>(X + r * ld, ld, v, K, d);
       for (int i = 0; i < n; ++i, ++r) {
         const T s = alpha * d[i];

@@ -62,5 +62,45 @@ void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double
 
 float sfma_probe_avx2(int64_t iters) { return fma_throughput<Avx2F, 12>(iters); }
 
+namespace {
+
+// R rows at once, each with exactly the arithmetic of a row alone (see sdots_avx2 in gemm_internal.h).
+template <int R>
+void sdots(const float* __restrict X, int64_t ld, const float* __restrict v, int64_t n, float* res) {
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m256 v0 = _mm256_loadu_ps(v + k), v1 = _mm256_loadu_ps(v + k + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * ld + k), v0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * ld + k + 8), v1, acc[r][1]);
+    }
+  }
+  const bool eight = k + 8 <= n;
+  if (eight) {
+    const __m256 v0 = _mm256_loadu_ps(v + k);
+    for (int r = 0; r < R; ++r) acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * ld + k), v0, acc[r][0]);
+  }
+  const int64_t k_tail = eight ? k + 8 : k;
+  for (int r = 0; r < R; ++r) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, _mm256_add_ps(acc[r][0], acc[r][1]));
+    for (int w = 4; w > 0; w /= 2)
+      for (int l = 0; l < w; ++l) t[l] += t[l + w];
+    float tail = 0.0f;
+    for (int64_t kk = k_tail; kk < n; ++kk) tail += X[r * ld + kk] * v[kk];
+    res[r] = t[0] + tail;
+  }
+}
+
+}  // namespace
+
+void sdots_avx2(int rows, const float* X, int64_t ld, const float* v, int64_t n, float* res) {
+  if (rows == 4) return sdots<4>(X, ld, v, n, res);
+  for (int r = 0; r < rows; ++r) sdots<1>(X + r * ld, ld, v, n, res + r);
+}
+
 }  // namespace gemm_detail
 }  // namespace convkit

@@ -40,6 +40,13 @@ void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, floa
 void dgemm_ukernel_avx512_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                                 double alpha, double beta);
 
+// Matrix-vector dot products (gemm.cpp's gemv_rows, float, AVX2 + FMA): res[r] = sum_k X[r * ld + k] *
+// v[k] for r < rows (4, or any count one row at a time). Each row the same arithmetic whatever
+// rows is: two 8-lane FMA accumulators over steps of 16 values (one more 8-value step into the
+// first when 8-15 are left), added, their 8 lanes summed pairwise 4, 2 and 1 apart, plus the last
+// 0-7 products one by one. No software prefetch: it made the hardware prefetcher's streams slower.
+void sdots_avx2(int rows, const float* X, int64_t ld, const float* v, int64_t n, float* res);
+
 // FMA throughput probes (gemm_ukernel.h's fma_throughput): iters * 12 FMAs of one full vector each.
 float sfma_probe_avx2(int64_t iters);    // 8 lanes
 float sfma_probe_avx512(int64_t iters);  // 16 lanes
