@@ -43,6 +43,11 @@ void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* 
   ukernel_fma<Avx2F, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 
+void sgemm_ukernel_avx2_6x16_init(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                  const float* init) {
+  ukernel_fma<Avx2F, 6, 2>(kc, a, b, c, ldc, alpha, 0.0f, init);
+}
+
 void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                  float alpha, float beta) {
   switch (rows) {

@@ -27,12 +27,19 @@ template <class T>
 using Ukernel = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta);
 template <class T>
 using EdgeRows = void (*)(int rows, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta);
+// Optional too: a full tile written as C[i, :] = init[i] + alpha * (A B)[i, :], the same operations as
+// the microkernel with beta = 1 on a tile filled with init[i] first, without that fill (the GEMM's
+// row_init: a convolution's bias as each output tile's starting value). C is not read.
+template <class T>
+using InitTile = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, const T* init);
 
 // x86-64 only (the CMake build compiles gemm_avx2.cpp / gemm_avx512.cpp there and nowhere else).
 void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                              float beta);
 void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                                  float alpha, float beta);  // EdgeRows of the 6 x 16 kernel
+void sgemm_ukernel_avx2_6x16_init(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                  const float* init);  // InitTile of the 6 x 16 kernel
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta);
 void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,

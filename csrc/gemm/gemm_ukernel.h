@@ -18,9 +18,12 @@ namespace {
 
 // AS: the packed A panel's height (its values for one k are AS apart); AS > MR computes only the
 // first MR rows of a panel packed for a taller kernel (the edge rows of a matrix).
+// init (optional): row i of the tile is written as init[i] + alpha * acc, the same operations as
+// beta = 1 on a tile filled with init[i] beforehand (C is then not read; beta is ignored).
 template <class V, int MR, int NV, int AS = MR>
 inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
-                        typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta) {
+                        typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta,
+                        const typename V::T* __restrict init = nullptr) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int W = V::kWidth;
@@ -52,7 +55,15 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
   }
 
   const R va = V::set1(alpha);
-  if (beta == T(0)) {
+  if (init) {
+    const R one = V::set1(T(1));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R vi = V::set1(init[i]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) V::store(c + i * ldc + j * W, V::fma(one, vi, V::mul(acc[i][j], va)));
+    }
+  } else if (beta == T(0)) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
