@@ -645,6 +645,22 @@ def test_gradients(impl, kw, rng):
             [x, w, b], names=["x", "weight", "bias"])
 
 
+@pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=2, dilation=2)])
+def test_gradients_data_as_forward(kw, rng):
+    # the data gradient through conv2d_gemm.cpp's forward route (forced), against finite differences
+    # of the forward, on odd "same" shapes (3 x 5 kernel with groups; dilation 2)
+    ws = (4, 3, 3, 5) if kw.get("groups") else (3, 5, 3, 3)
+    xs = (2, 6, 7, 5) if kw.get("groups") else (2, 5, 7, 9)
+    x, w, b = random_problem(rng, xs, ws, np.float64)
+    with cpu_impl("gemm"), env("CONVKIT_CONV_BWD_AS_FWD", "1"):
+        check_gradients(
+            lambda x, w, b: F.conv2d(x, w, b, **kw),
+            lambda dy, x, w, b: (F.conv2d_backward_data(dy, w, x.shape, **kw),
+                                 F.conv2d_backward_weight(x, dy, w.shape, **kw),
+                                 F.conv2d_backward_bias(dy)),
+            [x, w, b], names=["x", "weight", "bias"])
+
+
 # ---- torch ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("impl", IMPLS)
