@@ -147,15 +147,12 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
 }
 
 // Stride 1: dx[n, c] = sum over o, p, q of dy[n, o, h + ph - p*dh, w + pw - q*dw] * w[o, c, p, q], a
-// forward convolution of dy with the weights flipped in space and with in/out channels swapped per
-// group, wt[g*Cg + c, o, KH-1-p, KW-1-q] = w[g*OCg + o, c, p, q], padded by dil*(K-1) - pad. The
+// forward convolution of dy with the flipped filters (flip_for_data_grad, conv2d_impl.h). The
 // forward direct kernel computes it (and decides, by its own rules, whether it should).
 bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p, bool forced) {
   if (dy.dtype != DType::Float32 || p.stride_h != 1 || p.stride_w != 1 || !have_kernel()) return false;
   const Dims d = dims_of(dx, w, dy, p);
-  Conv2dParams q = p;
-  q.pad_h = p.dil_h * (d.KH - 1) - p.pad_h;
-  q.pad_w = p.dil_w * (d.KW - 1) - p.pad_w;
+  const Conv2dParams q = data_grad_as_forward_params(d, p);
   if (q.pad_h < 0 || q.pad_w < 0) return false;  // padding wider than the dilated kernel
   // auto: the flipped problem has Cg output channels; with very few, each input load feeds too few
   // FMAs (measured: LeNet conv1, Cg = 1, 7% slower than the GEMM path; conv2, Cg = 6, 15% faster)
@@ -166,14 +163,7 @@ bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, c
 #endif
   if (double(d.C) * double(d.OCg * d.KH * d.KW) * sizeof(float) > double(kMaxPadBytes)) return false;
   float* wt = workspace_as<float>(static_cast<std::size_t>(d.C * d.OCg * d.KH * d.KW), kSlotFlipped);
-  const float* ws = w.ptr<float>();
-  for (int64_t g = 0; g < d.G; ++g)
-    for (int64_t c = 0; c < d.Cg; ++c)
-      for (int64_t o = 0; o < d.OCg; ++o)
-        for (int64_t a = 0; a < d.KH; ++a)
-          for (int64_t b = 0; b < d.KW; ++b)
-            wt[(((g * d.Cg + c) * d.OCg + o) * d.KH + (d.KH - 1 - a)) * d.KW + (d.KW - 1 - b)] =
-                ws[(((g * d.OCg + o) * d.Cg + c) * d.KH + a) * d.KW + b];
+  flip_for_data_grad(d, w.ptr<float>(), wt, 1);
   Tensor tw;
   tw.data = wt, tw.dtype = DType::Float32, tw.device = Device::CPU, tw.ndim = 4;
   tw.shape[0] = d.C, tw.shape[1] = d.OCg, tw.shape[2] = d.KH, tw.shape[3] = d.KW;

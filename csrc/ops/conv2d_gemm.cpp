@@ -1029,26 +1029,13 @@ template <class T>
 bool backward_data_as_forward(const Geometry& g, const Tensor& dy, const Tensor& w, const Tensor& dx,
                               const Conv2dParams& p) {
   const Dims& d = g.d;
-  const int64_t KK = d.KH * d.KW;
-  T* wf = workspace_as<T>(static_cast<std::size_t>(d.OC * d.Cg * KK), kSlotFlipped);
-  const T* ws = w.ptr<T>();
-  maybe_parallel(d.G * d.OCg, threads_for(g.macs), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {  // r = grp * OCg + o: one output channel's filters
-      const int64_t grp = r / d.OCg, o = r % d.OCg;
-      for (int64_t c = 0; c < d.Cg; ++c) {
-        const T* src = ws + (r * d.Cg + c) * KK;
-        T* dst = wf + ((grp * d.Cg + c) * d.OCg + o) * KK;
-        for (int64_t k = 0; k < KK; ++k) dst[KK - 1 - k] = src[k];  // (kh, kw) -> (KH-1-kh, KW-1-kw)
-      }
-    }
-  });
+  T* wf = workspace_as<T>(static_cast<std::size_t>(d.OC * d.Cg * d.KH * d.KW), kSlotFlipped);
+  flip_for_data_grad(d, w.ptr<T>(), wf, threads_for(g.macs));
   Tensor wt = w;
   wt.data = wf;
   wt.shape[0] = d.C;
   wt.shape[1] = d.OCg;
-  Conv2dParams q = p;
-  q.pad_h = p.dil_h * (d.KH - 1) - p.pad_h;
-  q.pad_w = p.dil_w * (d.KW - 1) - p.pad_w;
+  const Conv2dParams q = data_grad_as_forward_params(d, p);
   return forward_t<T>(dy, wt, nullptr, dx, q);
 }
 

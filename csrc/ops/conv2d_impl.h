@@ -92,6 +92,32 @@ void maybe_parallel(int64_t n, int threads, F&& f) {
   });
 }
 
+// Stride 1: the data gradient is a forward convolution of dy with the filters flipped in space and
+// their in/out channels swapped per group, wt[g*Cg + c, o, KH-1-p, KW-1-q] = w[g*OCg + o, c, p, q]
+// (wt has d.OC * d.Cg * KH * KW values), padded by dil*(K-1) - pad. Used by the direct path and by
+// the GEMM path's data_grad_as_forward. Rows of wt split over `threads` (as maybe_parallel).
+template <class T>
+void flip_for_data_grad(const Dims& d, const T* w, T* wt, int threads) {
+  const int64_t KK = d.KH * d.KW;
+  maybe_parallel(d.G * d.OCg, threads, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = g * OCg + o: one output channel's filters
+      const int64_t g = r / d.OCg, o = r % d.OCg;
+      for (int64_t c = 0; c < d.Cg; ++c) {
+        const T* src = w + (r * d.Cg + c) * KK;
+        T* dst = wt + ((g * d.Cg + c) * d.OCg + o) * KK;
+        for (int64_t k = 0; k < KK; ++k) dst[KK - 1 - k] = src[k];  // (p, q) -> (KH-1-p, KW-1-q)
+      }
+    }
+  });
+}
+
+inline Conv2dParams data_grad_as_forward_params(const Dims& d, const Conv2dParams& p) {
+  Conv2dParams q = p;
+  q.pad_h = p.dil_h * (d.KH - 1) - p.pad_h;
+  q.pad_w = p.dil_w * (d.KW - 1) - p.pad_w;
+  return q;
+}
+
 // Threads for a call of `macs` multiply-adds: one per kMinMacsPerThread (waking a team for less
 // costs more than it saves), at most convkit::num_threads().
 constexpr double kMinMacsPerThread = 1 << 16;
