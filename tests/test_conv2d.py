@@ -344,6 +344,36 @@ def test_gemm_forward_bias_inside_the_gemm(dt, shapes, rng):
     assert_close(y_fused, ref.conv2d(x, w, b, padding=1), rtol=0, atol=bound(ws[1] * 9 + 1, mag, dt), name="y")
 
 
+@pytest.mark.parametrize("shape", [  # x, w, stride, padding, groups
+    ((3, 20, 13, 13), (26, 10, 3, 3), 1, 1, 2),    # 169 pixels = 10 x 16 + 9; 13 rows per group: a pair + 1
+    ((2, 6, 27, 27), (20, 6, 5, 5), 1, 2, 1),      # 729 = 45 x 16 + 9; 20 = a pair, an odd panel, 2 rows
+    ((1, 3, 75, 75), (8, 3, 11, 11), 4, 0, 1)])    # conv1-like: 17 x 17 = 18 x 16 + 1 (the column kernel)
+def test_gemm_narrow_strips_bias(shape, rng):
+    # gemm.cpp's narrow kernels (last strips of 8-9 or 1-2 columns, short last panels over two
+    # strips) with the bias as each tile's start, in the forward and both gradients: bit for bit the
+    # edge tiles they replace (CONVKIT_GEMM_NARROW=0) at 1 and at 2 threads (the weight gradient's
+    # per-thread partial sums differ between the two), and against the reference
+    xs, ws, stride, padding, groups = shape
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, groups=groups)
+    y = F.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = []
+    for narrow, n in [("1", 1), ("1", 2), ("0", 1), ("0", 2)]:
+        with cpu_impl("gemm"), env("CONVKIT_GEMM_NARROW", narrow), threads(n):
+            got.append((F.conv2d(x, w, b, **kw), F.conv2d_backward_data(dy, w, xs, **kw),
+                        F.conv2d_backward_weight(x, dy, ws, **kw)))
+    for i, j in [(0, 2), (1, 3)]:  # narrow on / off at the same thread count
+        for a, c in zip(got[i], got[j]):
+            assert np.array_equal(a, c)
+    for a, c in zip(got[0][:2], got[1][:2]):  # forward and data gradient: 1 == 2 threads
+        assert np.array_equal(a, c)
+    with cpu_impl("gemm"):
+        check_all(x, w, b, **kw)
+
+
 @pytest.mark.parametrize("mode", ["auto", "0"])
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("geom", [  # x shape, w shape, padding, dilation, groups: "same" convolutions

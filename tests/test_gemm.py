@@ -213,6 +213,30 @@ def test_matrix_vector_row_does_not_depend_on_its_group(dtype):
         assert one[0] == whole[r], r
 
 
+# The AVX2 float kernel's narrow paths (gemm_internal.h): a last strip of 8 or 9 columns in pairs of
+# 6-row panels (HalfPair), of 1 or 2 columns down the rows (Column), and short last panels of 1-3
+# rows over two full strips at once (EdgeRows2); rows left over take the edge tile. N = 16 s + r for
+# r in {1, 2, 8, 9} (and 10, 15, which keep the edge tile), M covering pairs, an odd panel and short
+# panels; K past one block (beta on the later blocks) and not.
+NARROW_SHAPES = [(128, 169, 300), (12, 9, 5), (24, 8, 257), (7, 57, 40), (13, 25, 600), (3, 49, 20),
+                 (20, 42, 31), (9, 33, 70), (30, 17, 2), (1, 9, 3), (50, 26, 11), (19, 31, 260)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+def test_narrow_strips(dtype, trans_a, trans_b, monkeypatch):
+    # against the reference, and bit for bit against the edge tile they replace (every C value gets
+    # the full kernel's operations); CONVKIT_GEMM_NARROW=0 turns them off per product
+    for M, N, K in NARROW_SHAPES:
+        for alpha, beta, pad in [(1.0, 0.0, (0, 0, 0)), (-1.5, 0.5, (1, 2, 3))]:
+            got = {}
+            for narrow in "10":
+                monkeypatch.setenv("CONVKIT_GEMM_NARROW", narrow)
+                got[narrow] = run_gemm(np.random.default_rng(M * N + K), dtype, M, N, K, trans_a, trans_b, alpha,
+                                       beta, pad, threads=1)
+            np.testing.assert_array_equal(got["1"], got["0"], err_msg=f"M={M} N={N} K={K} beta={beta}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_alpha_zero_and_k_zero_never_read_a_b(dtype):
     # alpha == 0 or K == 0: C = beta * C, A and B are not read (they hold NaN here)

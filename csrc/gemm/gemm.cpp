@@ -8,7 +8,9 @@
 //   K == 1                 rank-1 update, C[i, j] = alpha * a[i] * b[j] (+ beta * C)
 //   otherwise              the packed, blocked driver below with the best microkernel for
 //                          convkit::cpu_isa(): AVX-512 12x32 / 12x16, AVX2+FMA 6x16 / 6x8, or the
-//                          portable 4x8 / 4x4 written in plain C++ (CONVKIT_ISA=generic forces it)
+//                          portable 4x8 / 4x4 written in plain C++ (CONVKIT_ISA=generic forces it);
+//                          AVX2 float also has kernels for the edges (gemm_internal.h): short last
+//                          panels, last strips of 8-9 or 1-2 columns
 //
 // Blocked driver (the BLIS loop order):
 //   for jc over N in NC columns:          B block  [KC x NC] packed into NR-wide micro-panels (L3)
@@ -29,6 +31,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -59,6 +62,10 @@ struct Kernel {
   int64_t mc, kc, nc;  // cache blocks: mc a multiple of mr, nc a multiple of nr
   gemm_detail::EdgeRows<T> edge_rows = nullptr;  // optional, see gemm_internal.h
   gemm_detail::InitTile<T> init_tile = nullptr;  // optional, see gemm_internal.h
+  gemm_detail::HalfPair<T> half_pair = nullptr;  // optional, see gemm_internal.h
+  gemm_detail::Column<T> column = nullptr;        // optional, see gemm_internal.h
+  gemm_detail::EdgeRows2<T> edge_rows2 = nullptr;  // optional, see gemm_internal.h
+  int edge2_rows = 0;                              // edge_rows2 takes 1 .. edge2_rows rows
 };
 
 // ---- portable microkernel -------------------------------------------------------------------------
@@ -122,9 +129,16 @@ Kernel<float> pick_kernel<float>() {
 #if defined(__x86_64__) || defined(_M_X64)
   switch (cpu_isa()) {
     case Isa::Avx512: return {gemm_detail::sgemm_ukernel_avx512_12x32, 12, 32, 144, 192, 3072};
-    case Isa::Avx2:
-      return {gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072, gemm_detail::sgemm_ukernel_avx2_rows_x16,
-              gemm_detail::sgemm_ukernel_avx2_6x16_init};
+    case Isa::Avx2: {
+      Kernel<float> k{gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072};
+      k.edge_rows = gemm_detail::sgemm_ukernel_avx2_rows_x16;
+      k.init_tile = gemm_detail::sgemm_ukernel_avx2_6x16_init;
+      k.half_pair = gemm_detail::sgemm_ukernel_avx2_12x8_pair;
+      k.column = gemm_detail::sgemm_column_avx2_x16;
+      k.edge_rows2 = gemm_detail::sgemm_ukernel_avx2_rows_x32;
+      k.edge2_rows = 3;
+      return k;
+    }
     case Isa::Generic: break;
   }
 #endif
@@ -326,6 +340,16 @@ struct ASource {
   }
 };
 
+// The kernel for one product: CONVKIT_GEMM_NARROW=0 drops the narrow kernels (to time them
+// against the edge tile; read per product, as the tests and benchmarks set it between calls).
+template <class T>
+Kernel<T> product_kernel(const Kernel<T>& kn) {
+  Kernel<T> k = kn;
+  const char* e = std::getenv("CONVKIT_GEMM_NARROW");
+  if (e && e[0] == '0') k.half_pair = nullptr, k.column = nullptr, k.edge_rows2 = nullptr;
+  return k;
+}
+
 // ---- the blocked driver (one thread, one sub-problem) ---------------------------------------------
 
 // packb(p0, kc, j0, nc, dst) packs op(B)[p0 : p0+kc, j0 : j0+nc] (columns relative to this
@@ -351,22 +375,42 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = std::min<int64_t>(NR, nc - jr);
           const T* bpanel = bp + jr * kc;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
+          T* cstrip = C + ic * ldc + jc + jr;
+          const T* init = row_init && pc == 0 ? row_init + ic : nullptr;
+          int64_t ir = 0;
+          if (nr < NR && kn.half_pair && (nr == NR / 2 || nr == NR / 2 + 1)) {
+            // A last strip of 8 or 9 columns (gemm_internal.h) by pairs of full panels; the rows
+            // left (an odd or a short last panel) take the edge tile below. AlexNet conv3-5's 169
+            // pixels end in a strip of 9, which cost a full strip of 16.
+            for (; ir + 2 * MR <= mc; ir += 2 * MR)
+              kn.half_pair(static_cast<int>(nr), kc, ablock + ir * kc, bpanel, cstrip + ir * ldc, ldc, alpha, beta_k,
+                           init ? init + ir : nullptr);
+          } else if (nr <= 2 && kn.column) {  // 1 or 2 columns (AlexNet conv1: 3025 = 189 x 16 + 1)
+            for (int64_t j = 0; j < nr; ++j)
+              kn.column(static_cast<int>(mc), kc, ablock, bpanel + j, cstrip + j, ldc, alpha, beta_k, init);
+            ir = mc;
+          }
+          for (; ir < mc; ir += MR) {
             const int64_t mr = std::min<int64_t>(MR, mc - ir);
             const T* apanel = ablock + ir * kc;
-            T* c = C + (ic + ir) * ldc + jc + jr;
+            T* c = cstrip + ir * ldc;
             T beta_t = beta_k;
+            // a short last panel of a full strip that has a full neighbour in its pair (strips 0-1,
+            // 2-3, ...): both strips' rows in one edge_rows2 call, made at the even strip
+            const bool pair_edge = mr < MR && nr == NR && kn.edge_rows2 && mr <= kn.edge2_rows &&
+                                   ((jr / NR) % 2 == 0 ? jr + 2 * NR <= nc : true);
+            if (pair_edge && (jr / NR) % 2 == 1) continue;  // done with the strip before
             // C = row_init + A B: in the microkernel's final store where it has an InitTile (AlexNet
             // conv1 forward 0.95-0.97 of the time, interleaved, against filling the tile first; the
             // other layers' K blocks are longer, 0.99-1.00), else the tile is filled here, in L1 for
             // the kernel, which adds onto it
-            if (row_init && pc == 0 && mr == MR && nr == NR && kn.init_tile) {
-              kn.init_tile(kc, apanel, bpanel, c, ldc, alpha, row_init + ic + ir);
+            if (init && mr == MR && nr == NR && kn.init_tile) {
+              kn.init_tile(kc, apanel, bpanel, c, ldc, alpha, init + ir);
               continue;
             }
-            if (row_init && pc == 0 && nr == NR) {
+            if (init && nr == NR) {
               for (int64_t i = 0; i < mr; ++i) {
-                const T v = row_init[ic + ir + i];
+                const T v = init[ir + i];
                 T* ci = c + i * ldc;
                 for (int64_t j = 0; j < NR; ++j) ci[j] = v;
               }
@@ -374,6 +418,11 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
             }
             if (mr == MR && nr == NR) {
               kn.fn(kc, apanel, bpanel, c, ldc, alpha, beta_t);
+            } else if (pair_edge) {  // the last rows of an even strip and the next one (gemm_internal.h)
+              if (init)
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t j = NR; j < 2 * NR; ++j) c[i * ldc + j] = init[ir + i];
+              kn.edge_rows2(static_cast<int>(mr), kc, apanel, bpanel, NR * kc, c, ldc, alpha, beta_t);
             } else if (nr == NR && kn.edge_rows) {  // the last rows, full width
               kn.edge_rows(static_cast<int>(mr), kc, apanel, bpanel, c, ldc, alpha, beta_t);
             } else {  // edge tile: full-size kernel into the private tile, then merge the valid part
@@ -381,8 +430,8 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
               for (int64_t i = 0; i < mr; ++i) {
                 T* ci = c + i * ldc;
                 const T* ti = tile + i * NR;
-                if (row_init && pc == 0 && nr < NR) {
-                  for (int64_t j = 0; j < nr; ++j) ci[j] = row_init[ic + ir + i] + ti[j];
+                if (init && nr < NR) {
+                  for (int64_t j = 0; j < nr; ++j) ci[j] = init[ir + i] + ti[j];
                 } else if (beta_t == T(0)) {
                   // 16-byte copies and a short tail: GCC turned the plain loop (and a memcpy of
                   // nr values) into `rep movsq`, whose start-up cost made the edge tiles 2.6% of
@@ -437,8 +486,9 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
 
 // B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
 template <class T, int MR, int NR, class PackB>
-void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
+void gemm_packed(const Kernel<T>& kernel, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
                  const PackB& packb, T beta, T* C, int64_t ldc, int threads, const T* row_init = nullptr) {
+  const Kernel<T> kn = product_kernel(kernel);
   const int64_t KCb = k_block(kn, M, K);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
   int64_t NCmax = short_product(kn, M, K) && N >= 16 * NR ? 4 * NR : kn.nc;

@@ -18,6 +18,7 @@ struct Avx2F {
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
   static void store(T* p, R x) { _mm256_storeu_ps(p, x); }
+  static T fma1(T a, T b, T c) { return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c))); }
 };
 
 struct Avx2D {
@@ -58,6 +59,41 @@ void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const flo
     case 5: return ukernel_fma<Avx2F, 5, 2, 6>(kc, a, b, c, ldc, alpha, beta);
     default: return ukernel_fma<Avx2F, 6, 2>(kc, a, b, c, ldc, alpha, beta);
   }
+}
+
+void sgemm_ukernel_avx2_rows_x32(int rows, int64_t kc, const float* a, const float* b, int64_t bstride, float* c,
+                                 int64_t ldc, float alpha, float beta) {
+  switch (rows) {
+    case 1: return ukernel_fma_2b<Avx2F, 1, 2, 6>(kc, a, b, bstride, c, ldc, alpha, beta);
+    case 2: return ukernel_fma_2b<Avx2F, 2, 2, 6>(kc, a, b, bstride, c, ldc, alpha, beta);
+    default: return ukernel_fma_2b<Avx2F, 3, 2, 6>(kc, a, b, bstride, c, ldc, alpha, beta);
+  }
+}
+
+void sgemm_ukernel_avx2_12x8_pair(int cols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                  float alpha, float beta, const float* init) {
+  if (cols == 9) return upair_fma<Avx2F, 6, 16, true>(kc, a, b, c, ldc, alpha, beta, init);
+  upair_fma<Avx2F, 6, 16, false>(kc, a, b, c, ldc, alpha, beta, init);
+}
+
+void sgemm_column_avx2_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                           float alpha, float beta, const float* init) {
+  const int64_t ps = 6 * kc;
+  const int np = (rows + 5) / 6;
+  int p = 0;
+  auto at = [&](int q) { return init ? init + q * 6 : nullptr; };
+  for (; p + 8 <= np; p += 8)
+    ucolumn_fma<Avx2F, 6, 16, 8>(kc, a + p * ps, ps, b, c + p * 6 * ldc, ldc, rows - p * 6, alpha, beta, at(p));
+  if (np - p >= 4) {
+    ucolumn_fma<Avx2F, 6, 16, 4>(kc, a + p * ps, ps, b, c + p * 6 * ldc, ldc, rows - p * 6, alpha, beta, at(p));
+    p += 4;
+  }
+  if (np - p >= 2) {
+    ucolumn_fma<Avx2F, 6, 16, 2>(kc, a + p * ps, ps, b, c + p * 6 * ldc, ldc, rows - p * 6, alpha, beta, at(p));
+    p += 2;
+  }
+  if (np - p >= 1)
+    ucolumn_fma<Avx2F, 6, 16, 1>(kc, a + p * ps, ps, b, c + p * 6 * ldc, ldc, rows - p * 6, alpha, beta, at(p));
 }
 
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,

@@ -33,6 +33,27 @@ using EdgeRows = void (*)(int rows, int64_t kc, const T* a, const T* b, T* c, in
 template <class T>
 using InitTile = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, const T* init);
 
+// Optional too: EdgeRows over two adjacent full-width B panels (b and b + bstride) at once, C
+// columns 0 .. 2 NR - 1, for 1 .. the kernel's edge2_rows rows (gemm.cpp's Kernel).
+template <class T>
+using EdgeRows2 = void (*)(int rows, int64_t kc, const T* a, const T* b, int64_t bstride, T* c, int64_t ldc,
+                           T alpha, T beta);
+// Optional, for a last column strip of NR / 2 or NR / 2 + 1 columns (AlexNet's 13 x 13 = 10 x 16 + 9
+// and 27 x 27 = 45 x 16 + 9 pixels) or of 1-2, which the full kernel would compute NR wide:
+//   HalfPair: C[0 : 2 MR, 0 : cols] (cols = NR / 2 or NR / 2 + 1) from two consecutive full A panels
+//             (a and a + MR * kc) and the first cols columns of the B panel, straight into C
+//             (init as in InitTile when given, else beta);
+//   Column:   C[0 : rows, 0] from column 0 of the B panel at b (b[k * NR]) and the A panels from a,
+//             vectorized along the rows.
+// Both give every C value the same operations as the full kernel, so the result does not depend
+// on which kernel computed it.
+template <class T>
+using HalfPair = void (*)(int cols, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
+                          const T* init);
+template <class T>
+using Column = void (*)(int rows, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
+                        const T* init);
+
 // x86-64 only (the CMake build compiles gemm_avx2.cpp / gemm_avx512.cpp there and nowhere else).
 void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                              float beta);
@@ -40,6 +61,12 @@ void sgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const float* a, const flo
                                  float alpha, float beta);  // EdgeRows of the 6 x 16 kernel
 void sgemm_ukernel_avx2_6x16_init(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                                   const float* init);  // InitTile of the 6 x 16 kernel
+void sgemm_ukernel_avx2_rows_x32(int rows, int64_t kc, const float* a, const float* b, int64_t bstride, float* c,
+                                 int64_t ldc, float alpha, float beta);  // EdgeRows2 of the 6 x 16 kernel, rows <= 3
+void sgemm_ukernel_avx2_12x8_pair(int cols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                  float alpha, float beta, const float* init);  // HalfPair of the 6 x 16 kernel
+void sgemm_column_avx2_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                           float alpha, float beta, const float* init);  // Column of the 6 x 16 kernel
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta);
 void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,

@@ -80,6 +80,168 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
   }
 }
 
+// The first MR rows of a panel packed AS tall (the short last panel of a matrix: AlexNet's 128
+// channels per group end in 2 rows of 6) against two adjacent B panels packed NV vectors wide (b
+// and b + bstride): a tile MR x 2 NR whose C columns are consecutive. With MR <= 3 that is up to
+// 12 accumulators where one panel alone had up to 6 (a 2-row tile was 4 chains of FMAs waiting on
+// their latency). Every C value gets ukernel_fma's operations.
+template <class V, int MR, int NV, int AS>
+inline void ukernel_fma_2b(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
+                           int64_t bstride, typename V::T* __restrict c, int64_t ldc, typename V::T alpha,
+                           typename V::T beta) {
+  using R = typename V::R;
+  constexpr int W = V::kWidth, NR = NV * W;
+  const typename V::T* __restrict b2 = b + bstride;
+  R acc[MR][2 * NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * NV; ++j) acc[i][j] = V::zero();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    R bv[2 * NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W), bv[NV + j] = V::load(b2 + j * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const R av = V::bcast(a + i);
+#pragma GCC unroll 8
+      for (int j = 0; j < 2 * NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+    }
+    a += AS;
+    b += NR;
+    b2 += NR;
+  }
+  const R va = V::set1(alpha), vb = V::set1(beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * NV; ++j) {
+      typename V::T* p = c + i * ldc + j * W;
+      V::store(p, beta == typename V::T(0) ? V::mul(acc[i][j], va) : V::fma(vb, V::load(p), V::mul(acc[i][j], va)));
+    }
+}
+
+// Two panels packed PR tall (a, a + PR * kc: 2 PR rows) against the first vector of a B panel packed
+// BS wide, and with EXTRA one column more (b[k * BS + W]) computed along the rows: per k one
+// broadcast of that value times each panel's PR values as a vector (plus the next k's first values
+// in the spare lanes, never stored). 2 PR + 2 accumulators: with PR = 6 on AVX2, 14 of the 16
+// registers, the 15th holding first the broadcast column value and then the B vector, the 16th
+// the broadcasts of A. Every C value gets ukernel_fma's operations: the same FMA chain over k,
+// then alpha, then init or beta.
+template <class V, int PR, int BS, bool EXTRA>
+inline void upair_fma(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
+                      typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta,
+                      const typename V::T* __restrict init) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int W = V::kWidth, MR = 2 * PR;
+  static_assert(PR <= W && BS >= W + (EXTRA ? 1 : 0), "tile shape");
+  const T* __restrict a1 = a + PR * kc;
+  R acc[MR], col[2] = {V::zero(), V::zero()};
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) acc[i] = V::zero();
+  auto rows = [&](const T* ak0, const T* ak1) {  // the 2 PR x W part at one k
+    const R bv = V::load(b);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) acc[i] = V::fma(V::bcast(i < PR ? ak0 + i : ak1 + i - PR), bv, acc[i]);
+    b += BS;
+  };
+  int64_t k = 0;
+  if (EXTRA) {
+#pragma GCC unroll 2
+    for (; k + 1 < kc; ++k) {  // the last k apart: a full-vector load of it would leave the panel a1
+      const R t = V::bcast(b + W);
+      col[0] = V::fma(V::load(a + k * PR), t, col[0]);
+      col[1] = V::fma(V::load(a1 + k * PR), t, col[1]);
+      rows(a + k * PR, a1 + k * PR);
+    }
+    if (k < kc) {
+      alignas(64) T l1[W] = {};
+      for (int i = 0; i < PR; ++i) l1[i] = a1[k * PR + i];
+      const R t = V::bcast(b + W);
+      col[0] = V::fma(V::load(a + k * PR), t, col[0]);
+      col[1] = V::fma(V::load(l1), t, col[1]);
+      rows(a + k * PR, a1 + k * PR);
+    }
+  } else {
+#pragma GCC unroll 4
+    for (; k < kc; ++k) rows(a + k * PR, a1 + k * PR);
+  }
+
+  const R va = V::set1(alpha);
+  if (init) {
+    const R one = V::set1(T(1));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) V::store(c + i * ldc, V::fma(one, V::set1(init[i]), V::mul(acc[i], va)));
+  } else if (beta == T(0)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) V::store(c + i * ldc, V::mul(acc[i], va));
+  } else {
+    const R vb = V::set1(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) V::store(c + i * ldc, V::fma(vb, V::load(c + i * ldc), V::mul(acc[i], va)));
+  }
+  if (EXTRA) {
+    alignas(64) T out[2][W];
+    V::store(out[0], V::mul(col[0], va));
+    V::store(out[1], V::mul(col[1], va));
+    for (int i = 0; i < MR; ++i) {
+      T* dst = c + i * ldc + W;
+      const T v = out[i / PR][i % PR];
+      *dst = init ? V::fma1(T(1), init[i], v) : beta == T(0) ? v : V::fma1(beta, *dst, v);
+    }
+  }
+}
+
+// One column of C from a B panel packed BS wide (b[k * BS]) and the rows of G consecutive A panels
+// packed AS tall (AS <= the vector width; panel p at a + p * pstride), vectorized along the rows:
+// per k one broadcast of b and, per panel, one vector load of its AS values (plus the next k's
+// first values in the spare lanes, never stored). Row r of panel p is written to
+// c[(p * AS + r) * ldc] for the first `rows` rows, each with the arithmetic of ukernel_fma's lane
+// for it: the same FMA chain over k, then alpha, then init or beta.
+template <class V, int AS, int BS, int G>
+inline void ucolumn_fma(int64_t kc, const typename V::T* __restrict a, int64_t pstride,
+                        const typename V::T* __restrict b, typename V::T* __restrict c, int64_t ldc, int rows,
+                        typename V::T alpha, typename V::T beta, const typename V::T* __restrict init) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int W = V::kWidth;
+  static_assert(AS <= W, "one vector per panel and k");
+  R acc[G];
+#pragma GCC unroll 8
+  for (int p = 0; p < G; ++p) acc[p] = V::zero();
+  int64_t k = 0;
+  for (; k + 1 < kc; ++k) {  // the last k apart: its full-vector load would leave the last panel
+    const R bv = V::bcast(b + k * BS);
+#pragma GCC unroll 8
+    for (int p = 0; p < G; ++p) acc[p] = V::fma(V::load(a + p * pstride + k * AS), bv, acc[p]);
+  }
+  if (k < kc) {
+    const R bv = V::bcast(b + k * BS);
+#pragma GCC unroll 8
+    for (int p = 0; p < G; ++p) {
+      alignas(64) T last[W] = {};
+      for (int i = 0; i < AS; ++i) last[i] = a[p * pstride + k * AS + i];
+      acc[p] = V::fma(V::load(last), bv, acc[p]);
+    }
+  }
+  const R va = V::set1(alpha);
+  for (int p = 0; p < G; ++p) {
+    alignas(64) T out[W];
+    V::store(out, V::mul(acc[p], va));
+    for (int i = 0; i < AS && p * AS + i < rows; ++i) {
+      T* dst = c + (p * AS + i) * ldc;
+      if (init)
+        *dst = V::fma1(T(1), init[p * AS + i], out[i]);
+      else if (beta == T(0))
+        *dst = out[i];
+      else
+        *dst = V::fma1(beta, *dst, out[i]);
+    }
+  }
+}
+
 // FP32/FP64 FMA throughput probe (convkit bench's "measured peak"): NACC independent accumulator
 // chains, each advanced by one FMA per iteration, so with NACC >= pipes x latency the FMA units
 // never wait. Returns a value derived from every accumulator so the loop cannot be removed.
