@@ -520,6 +520,8 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
   int64_t* col_off = scratch + 5 * KK;
   int64_t* col_lo = col_off + d.KW;
   int64_t* col_hi = col_lo + d.KW;
+  U* row_m = reinterpret_cast<U*>(col_hi + d.KW);  // per strip: lanes whose window row is inside
+  U* col_m = row_m + d.KH * NR;                    // and whose window column is (and lane < cnt)
   for (int64_t kq = 0; kq < d.KW; ++kq) {
     int64_t off = kq * g.p.dil_w - g.p.pad_w;
     if (xp) {  // as in pack_cols: phase off mod sw, value floor(off / sw) of it
@@ -576,6 +578,7 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       for (int u = t + 1; u < NR && two; ++u) two = lane[u] == lane[u - 1] + 1;
       if (two) split = t;
     }
+    bool have_masks = false;   // row_m, col_m made for this strip
     U half_a[NR], half_b[NR];  // a full strip in two runs: the lanes of each
     if (split < NR)
       for (int t = 0; t < NR; ++t) half_a[t] = t < split ? ~U(0) : U(0), half_b[t] = ~half_a[t];
@@ -612,11 +615,26 @@ void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, in
       }
       // Lanes whose window hangs over the border are cleared with a bit mask, so values read
       // from the neighbouring row or channel never reach the product (not even 0 * inf).
-      U m[NR];
-      for (int t = 0; t < NR; ++t) {
-        const int64_t h = ti[t] * sh + hoff;
-        m[t] = t < cnt && h >= 0 && h < d.H && tj[t] >= lo && tj[t] < hi ? ~U(0) : U(0);
+      // its mask: the AND of the strip's kernel-row and kernel-column masks, made at the first tap
+      // that needs them (KH + KW masks per strip where each tap built its own lane by lane: AlexNet
+      // conv2-5 forward 0.96-0.99 of the time on 1 thread, 0.98-1.00 on 2, interleaved)
+      if (!have_masks) {
+        for (int64_t kp = 0; kp < d.KH; ++kp) {
+          const int64_t ho = kp * g.p.dil_h - g.p.pad_h;
+          for (int t = 0; t < NR; ++t) {
+            const int64_t h = ti[t] * sh + ho;
+            row_m[kp * NR + t] = U(0) - U(h >= 0 && h < d.H);
+          }
+        }
+        for (int64_t kq = 0; kq < d.KW; ++kq)
+          for (int t = 0; t < NR; ++t)
+            col_m[kq * NR + t] = U(0) - U(t < cnt && tj[t] >= col_lo[kq] && tj[t] < col_hi[kq]);
+        have_masks = true;
       }
+      U m[NR];
+      const U* rm = row_m + tp / d.KW * NR;
+      const U* cm = col_m + tp % d.KW * NR;
+      for (int t = 0; t < NR; ++t) m[t] = rm[t] & cm[t];
       U m_a[NR], m_b[NR];  // two runs: the mask split at lane `split`
       if (split < NR)
         for (int t = 0; t < NR; ++t) m_a[t] = m[t] & half_a[t], m_b[t] = m[t] & half_b[t];
@@ -650,7 +668,8 @@ template <class T>
 void pack_cols_strips(const Geometry& g, const T* x, const T* xp, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
                       int nr, T* dst) {
   int64_t* scratch =
-      workspace_as<int64_t>(static_cast<std::size_t>(5 * g.d.KH * g.d.KW + 3 * g.d.KW), kSlotTaps);
+      workspace_as<int64_t>(static_cast<std::size_t>(5 * g.d.KH * g.d.KW + 3 * g.d.KW + (g.d.KH + g.d.KW) * 32),
+                            kSlotTaps);
   by_panel_width(
       nr, [&](auto w) { pack_cols_strips<T, decltype(w)::value>(g, x, xp, p0, kc, j0, nc, dst, scratch); },
       [&] { pack_cols(g, x, p0, kc, j0, nc, nr, dst, xp); });
