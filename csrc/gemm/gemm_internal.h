@@ -7,11 +7,12 @@
 //   c: a full MR x NR tile of C, rows ldc apart
 //   c = alpha * sum_k a[k, :]^T b[k, :] + beta * c;   beta == 0: c is written, never read.
 // Edge tiles (fewer than MR rows or NR columns) never reach a microkernel: the driver runs the
-// kernel into a private MR x NR tile with beta = 0 and merges the valid part. The exception: a
-// kernel may come with an edge-row kernel (EdgeRows), which computes only the first `rows` (1 ..
-// MR - 1) rows of a full-width tile from a panel packed MR tall, straight into C; the last rows of
-// a matrix then cost about rows / MR of a full tile instead of a whole one (AlexNet's 128 channels
-// per group end in a tile of 2 rows of 6).
+// kernel into a private MR x NR tile with beta = 0 and merges the valid part. The exceptions are the
+// optional edge kernels below, which write C directly: an edge-row kernel (EdgeRows) computes only
+// the first `rows` (1 .. MR - 1) rows of a full-width tile from a panel packed MR tall, so the last
+// rows of a matrix cost about rows / MR of a full tile instead of a whole one (AlexNet's 128
+// channels per group end in a tile of 2 rows of 6); EdgeRows2, HalfPair and Column do the same for
+// short panels over two strips and for narrow last strips.
 //
 // The ISA files hold only microkernels, and only functions with external names declared here:
 // anything inline they share with baseline code could be merged by the linker into the
