@@ -357,7 +357,7 @@ Kernel<T> product_kernel(const Kernel<T>& kn) {
 template <class T, int MR, int NR, class PackB>
 void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
                   const PackB& packb, T beta, T* C, int64_t ldc, int64_t KCb, int64_t MCb, int64_t NCmax,
-                  const T* row_init = nullptr) {
+                  const T* row_init = nullptr, const RowsDone* rows_done = nullptr) {
   const int64_t NCb = std::min(NCmax, ceil_div(N, NR) * NR);
   T* bp = workspace_as<T>(static_cast<std::size_t>(KCb * NCb), kSlotB);
   T* ap = A.pre ? nullptr : workspace_as<T>(static_cast<std::size_t>(MCb * KCb), kSlotA);
@@ -447,6 +447,7 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
             }
           }
         }
+        if (rows_done && jc + nc >= N && pc + kc >= K) (*rows_done)(ic, ic + mc);  // rows final
       }
     }
   }
@@ -487,7 +488,8 @@ inline int threads_for(int threads, double work, int64_t max_parts) {
 // B given by a packer (see gemm_blocked): packb(p0, kc, j0, nc, dst) with absolute columns j0.
 template <class T, int MR, int NR, class PackB>
 void gemm_packed(const Kernel<T>& kernel, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
-                 const PackB& packb, T beta, T* C, int64_t ldc, int threads, const T* row_init = nullptr) {
+                 const PackB& packb, T beta, T* C, int64_t ldc, int threads, const T* row_init = nullptr,
+                 const RowsDone* rows_done = nullptr) {
   const Kernel<T> kn = product_kernel(kernel);
   const int64_t KCb = k_block(kn, M, K);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
@@ -500,7 +502,7 @@ void gemm_packed(const Kernel<T>& kernel, int64_t M, int64_t N, int64_t K, T alp
   const int64_t units = split_n ? ceil_div(N, NR) : ceil_div(M, MR);
   const int nt = threads_for(threads, double(M) * double(N) * double(K), units);
   if (nt <= 1) {
-    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb, NCmax, row_init);
+    gemm_blocked<T, MR, NR>(kn, M, N, K, alpha, A, packb, beta, C, ldc, KCb, MCb, NCmax, row_init, rows_done);
     return;
   }
   const int64_t per = ceil_div(units, nt);
@@ -519,13 +521,14 @@ void gemm_packed(const Kernel<T>& kernel, int64_t M, int64_t N, int64_t K, T alp
                               row_init ? row_init + i0 : nullptr);
     }
   });
+  if (rows_done) (*rows_done)(0, M);
 }
 
 template <class T, int MR, int NR>
 void gemm_packed(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha, const ASource<T, MR>& A,
-                 const Mat<T>& B, T beta, T* C, int64_t ldc, int threads) {
+                 const Mat<T>& B, T beta, T* C, int64_t ldc, int threads, const RowsDone* rows_done = nullptr) {
   auto pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, T* dst) { pack_b<T, NR>(B, p0, kc, j0, nc, dst); };
-  gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads);
+  gemm_packed<T, MR, NR>(kn, M, N, K, alpha, A, pb, beta, C, ldc, threads, nullptr, rows_done);
 }
 
 // Calls f(integral_constant<int, MR>, integral_constant<int, NR>) for the microkernel's register-block
@@ -830,7 +833,7 @@ void gemm_packer(const PackedA<T>& A, int64_t N, T alpha, const BPacker<T>& pack
 
 template <class T>
 void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
-          int threads) {
+          int threads, const RowsDone* rows_done) {
   const char* op = "gemm";
   const Kernel<T>& kn = kernel<T>();
   const int64_t mpad = check_packed(A, N, threads, op);
@@ -840,7 +843,7 @@ void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int
   with_block_shape(kn, [&](auto mr, auto nr) {
     constexpr int MR = decltype(mr)::value;
     gemm_packed<T, MR, decltype(nr)::value>(kn, A.M, N, A.K, alpha, ASource<T, MR>{Mat<T>{}, A.data, mpad, 0}, Bm,
-                                            beta, C, ldc, threads);
+                                            beta, C, ldc, threads, rows_done);
   });
 }
 
@@ -848,7 +851,8 @@ void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int
   template std::size_t gemm_packed_a_size<T>(int64_t, int64_t);                                                  \
   template PackedA<T> gemm_pack_a<T>(bool, int64_t, int64_t, const T*, int64_t, T*, int);                        \
   template void gemm_packer<T>(const PackedA<T>&, int64_t, T, const BPacker<T>&, T, T*, int64_t, int, const T*); \
-  template void gemm<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t, int);
+  template void gemm<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t, int,             \
+                        const RowsDone*);
 CONVKIT_GEMM_PACKED_A(float)
 CONVKIT_GEMM_PACKED_A(double)
 #undef CONVKIT_GEMM_PACKED_A

@@ -48,10 +48,14 @@ template <class T>
 std::size_t gemm_packed_a_size(int64_t M, int64_t K);
 template <class T>
 PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda, T* dst, int threads = 0);
-// C[M, N] = alpha * A @ op(B) + beta * C
+// C[M, N] = alpha * A @ op(B) + beta * C. rows_done (optional) is called with [i0, i1) once rows
+// i0 .. i1 - 1 of C are final, in ascending order, together covering [0, M): on one thread as the
+// product goes (each block of rows while it is still in cache: conv2d's col2im), on several once at
+// the end, from the calling thread.
+using RowsDone = std::function<void(int64_t i0, int64_t i1)>;
 template <class T>
 void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
-          int threads = 0);
+          int threads = 0, const RowsDone* rows_done = nullptr);
 // C[M, N] = alpha * A @ op(B) + beta * C with op(B) from a packer, as gemm_packer above. With
 // row_init (beta must then be 0): C[i, j] = row_init[i] + alpha * (A @ op(B))[i, j], the same
 // values as filling C with row_init and passing beta = 1, without that extra pass over C
