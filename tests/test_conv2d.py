@@ -657,6 +657,16 @@ def test_thread_count_independent(impl, n, rng):
 
 # ---- gradients (float64, central differences through the real kernels) --------------------------
 
+def check_conv_gradients(x, w, b, kw):
+    """The three backward passes against finite differences of the forward (check_gradients)."""
+    check_gradients(
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda dy, x, w, b: (F.conv2d_backward_data(dy, w, x.shape, **kw),
+                             F.conv2d_backward_weight(x, dy, w.shape, **kw),
+                             F.conv2d_backward_bias(dy)),
+        [x, w, b], names=["x", "weight", "bias"])
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kw", [
     dict(),
@@ -667,12 +677,7 @@ def test_thread_count_independent(impl, n, rng):
 def test_gradients(impl, kw, rng):
     x, w, b = random_problem(rng, (2, 4, 7, 6), (4, 4 // kw.get("groups", 1), 3, 2), np.float64)
     with cpu_impl(impl):
-        check_gradients(
-            lambda x, w, b: F.conv2d(x, w, b, **kw),
-            lambda dy, x, w, b: (F.conv2d_backward_data(dy, w, x.shape, **kw),
-                                 F.conv2d_backward_weight(x, dy, w.shape, **kw),
-                                 F.conv2d_backward_bias(dy)),
-            [x, w, b], names=["x", "weight", "bias"])
+        check_conv_gradients(x, w, b, kw)
 
 
 @pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=2, dilation=2)])
@@ -683,12 +688,7 @@ def test_gradients_data_as_forward(kw, rng):
     xs = (2, 6, 7, 5) if kw.get("groups") else (2, 5, 7, 9)
     x, w, b = random_problem(rng, xs, ws, np.float64)
     with cpu_impl("gemm"), env("CONVKIT_CONV_BWD_AS_FWD", "1"):
-        check_gradients(
-            lambda x, w, b: F.conv2d(x, w, b, **kw),
-            lambda dy, x, w, b: (F.conv2d_backward_data(dy, w, x.shape, **kw),
-                                 F.conv2d_backward_weight(x, dy, w.shape, **kw),
-                                 F.conv2d_backward_bias(dy)),
-            [x, w, b], names=["x", "weight", "bias"])
+        check_conv_gradients(x, w, b, kw)
 
 
 # ---- torch ---------------------------------------------------------------------------------------
