@@ -33,7 +33,8 @@ LAYERS = {"conv1": (3, 227, 96, 11, 0, 1, 4), "conv2": (96, 27, 256, 5, 2, 2, 1)
           "conv5": (384, 13, 256, 3, 1, 2, 1)}
 
 
-def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000):
+def problem(layer, batch=32):
+    """Random float32 inputs for an AlexNet layer: its three passes as calls, and their FLOPs."""
     c, h, oc, k, pad, groups, stride = LAYERS[layer]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
@@ -46,6 +47,11 @@ def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000):
     passes = {"fwd": lambda: F.conv2d(x, w, b, **kw),
               "bwd_data": lambda: F.conv2d_backward_data(dy, w, x.shape, **kw),
               "bwd_weight": lambda: F.conv2d_backward_weight(x, dy, w.shape, **kw)}
+    return passes, flops
+
+
+def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000):
+    passes, flops = problem(layer, batch)
     out = {}
     for name, fn in passes.items():
         fn()  # warm-up: workspace, page faults
