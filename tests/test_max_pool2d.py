@@ -220,13 +220,19 @@ def test_against_torch(dt, shape, k, s, p, ceil_mode, device):
 
 
 @pytest.mark.parametrize("shape,k,s,p,ceil_mode", [
-    ((4, 16, 10, 10), 2, 2, 0, False),  # LeNet pool2: 5 output columns, the scalar row and column passes
+    ((4, 16, 10, 10), 2, 2, 0, False),  # LeNet pool2: 5 output columns, flat row pass, narrow column pass
+    ((2, 3, 7, 6), 2, 2, 0, False),     # flat row pass over the 6 rows used of 7, 3 columns (spill stores)
+    ((3, 2, 5, 4), 2, 2, 0, True),      # ceil mode: a last window of one row
+    ((2, 2, 6, 6), 2, 2, (1, 0), False),  # row padding: the flat row pass still applies
+    ((1, 2, 2, 4), 2, 2, 0, False),     # 4 row results: too few for the flat pass
+    ((2, 1, 3, 14), 2, 2, 0, False),    # 7 columns, a single output row: the local-copy store
     ((2, 3, 9, 13), 3, 2, 1, True),     # edge windows on both sides of a narrow row
     ((2, 3, 11, 7), (2, 3), (1, 2), (1, 1), False),
 ])
 def test_narrow_planes_ties_and_nan_against_reference(shape, k, s, p, ceil_mode):
-    # planes with fewer than 8 output columns take the scalar (select, not branch) passes: ties of
-    # small integers and scattered NaNs must still give the reference's values and indices
+    # planes with fewer than 8 output columns take the scalar (select, not branch) or the flat and
+    # masked passes: ties of small integers and scattered NaNs must still give the reference's values
+    # and indices
     rng = np.random.default_rng(17)
     x = rng.integers(-2, 3, shape).astype(np.float32)
     x.reshape(-1)[rng.choice(x.size, x.size // 20, replace=False)] = np.nan
@@ -323,6 +329,7 @@ def guarded_copy(a, where):
 @pytest.mark.parametrize("shape,k,s,p,ceil_mode", [
     ((1, 1, 5, 37), 3, 2, 0, False), ((1, 1, 5, 37), 3, 2, 1, True), ((1, 1, 4, 33), 2, 2, 0, True),
     ((1, 2, 3, 29), 3, 1, 1, False), ((1, 1, 6, 16), 2, 1, 0, False), ((2, 1, 7, 41), 5, 2, 2, True),
+    ((1, 1, 4, 8), 2, 2, 0, False), ((2, 3, 10, 10), 2, 2, 0, False),  # the flat row pass up to the last value
 ])
 def test_no_reads_outside_the_input(where, shape, k, s, p, ceil_mode):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

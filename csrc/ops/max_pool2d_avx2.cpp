@@ -5,8 +5,11 @@
 // comment there), so values and indices agree with it bit for bit:
 //   row pass:    8 output columns at a time for windows that lie fully inside the row; stride 1
 //                reads the window's columns with unaligned loads, stride 2 deinterleaves 16 floats
-//                into even and odd columns; other strides and the edge windows run scalar;
-//   column pass: 8 output columns at a time over the kh row results, any kernel and stride.
+//                into even and odd columns; other strides and the edge windows run scalar; when
+//                2-wide windows of stride 2 tile the rows exactly, the plane's rows at once as one
+//                flat stream (row_pass_flat2);
+//   column pass: 8 output columns at a time over the kh row results, any kernel and stride (rows
+//                narrower than 8 with masked loads).
 // Indices are tracked as int32 (the caller guarantees H * W < 2^31) and widened when stored.
 //
 // Only raw pointers and file-local helpers here: an inline function from a shared header, compiled
@@ -103,16 +106,29 @@ inline void row_vec8(const float* xr, int64_t j, int64_t kw, int64_t sw, int64_t
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi), id);
 }
 
-void row_pass(const float* xr, int64_t r, int64_t W, int64_t OW, int64_t kw, int64_t sw, int64_t pw, float* h,
-              int32_t* hi) {
-  const int32_t rowbase = static_cast<int32_t>(r * W);
+// The output columns of one row whose windows lie fully inside it, [jlo, jhi), and whether they take
+// the 8-wide path: the same for every row of a plane, so computed once per plane (two integer
+// divisions per row were most of the time of LeNet's small pools).
+struct RowSpan {
+  int64_t jlo, jhi;
+  bool vec;
+};
+
+RowSpan row_span(int64_t W, int64_t OW, int64_t kw, int64_t sw, int64_t pw) {
   // Windows fully inside the row: j * sw - pw >= 0 and j * sw - pw + kw <= W.
   int64_t jhi = W - kw + pw >= 0 ? imin((W - kw + pw) / sw + 1, OW) : 0;
   int64_t jlo = imin((pw + sw - 1) / sw, jhi);
   const bool vec = (sw == 1 || (sw == 2 && kw >= 2)) && jhi - jlo >= 8;
   if (!vec) jlo = jhi = 0;
+  return {jlo, jhi, vec};
+}
+
+void row_pass(const float* xr, int64_t r, int64_t W, int64_t OW, int64_t kw, int64_t sw, int64_t pw,
+              const RowSpan& sp, float* h, int32_t* hi) {
+  const int32_t rowbase = static_cast<int32_t>(r * W);
+  const int64_t jlo = sp.jlo, jhi = sp.jhi;
   for (int64_t j = 0; j < jlo; ++j) row_window(xr, W, j * sw - pw, kw, rowbase, h + j, hi + j);
-  if (vec) {
+  if (sp.vec) {
     const int32_t s = static_cast<int32_t>(sw);
     const __m256i lane_cols = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
     int64_t j = jlo;
@@ -137,16 +153,71 @@ inline void col_vec8(const float* hv, const int32_t* hi, int64_t OW, int64_t ra,
   store_idx(idx + j, id);
 }
 
+// col_vec8 for a row of n < 8 columns (a plane narrower than 8 outputs, LeNet's 10 x 10 -> 5 x 5),
+// with the same comparisons: masked loads, so nothing past the scratch rows is read. The plane's
+// output rows are contiguous, so a row that is not the last (spill) is stored 8 wide into the
+// start of the rows after it, which their own stores overwrite later (masked stores are slow on
+// AMD); the last row goes through a local copy.
+inline void col_narrow(const float* hv, const int32_t* hi, int64_t OW, int64_t ra, int64_t rb, int64_t n, bool spill,
+                       float* y, int64_t* idx) {
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 m = _mm256_maskload_ps(hv + ra * OW, mask);
+  __m256i id = _mm256_maskload_epi32(hi + ra * OW, mask);
+  for (int64_t r = ra + 1; r < rb; ++r) {
+    const __m256 v = _mm256_maskload_ps(hv + r * OW, mask);
+    const __m256 t = takes_over(v, m);
+    m = _mm256_blendv_ps(m, v, t);
+    id = blend_idx(id, _mm256_maskload_epi32(hi + r * OW, mask), t);
+  }
+  if (spill) {
+    _mm256_storeu_ps(y, m);
+    store_idx(idx, id);
+    return;
+  }
+  alignas(32) float mv[8];
+  alignas(32) int64_t iv[8];
+  _mm256_store_ps(mv, m);
+  store_idx(iv, id);
+  for (int64_t j = 0; j < n; ++j) y[j] = mv[j], idx[j] = iv[j];
+}
+
+// The row pass of rows [0, rows) at once when 2-wide windows of stride 2 tile every row (no column
+// padding, W = 2 OW: LeNet's 2 x 2 pools): rows and their results are then contiguous, so the plane
+// is one stream of 8-output vectors whatever its width (a 10-wide row alone was all scalar). Same
+// comparisons as row_vec8: the odd column takes over the even one. n = rows * OW >= 8.
+void row_pass_flat2(const float* x, int64_t n, float* h, int32_t* hi) {
+  const __m256i lane_cols = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1);
+  auto vec8 = [&](int64_t m0) {
+    __m256 even, odd;
+    deinterleave(x + 2 * m0, even, odd);
+    const __m256 t = takes_over(odd, even);
+    const __m256i cols = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(2 * m0)), lane_cols);
+    _mm256_storeu_ps(h + m0, _mm256_blendv_ps(even, odd, t));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + m0), blend_idx(cols, _mm256_add_epi32(cols, one), t));
+  };
+  int64_t m0 = 0;
+  for (; m0 + 8 <= n; m0 += 8) vec8(m0);
+  if (m0 < n) vec8(n - 8);  // overlapping last block
+}
+
 }  // namespace
 
 void max_pool2d_plane_f32(const float* x, float* y, int64_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
                           int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, float* hv,
                           int32_t* hi) {
+  const RowSpan sp = row_span(W, OW, kw, sw, pw);
   int64_t next_row = 0;  // rows below this already have their row pass done
+  const int64_t rows_used = imin(H, (OH - 1) * sh - ph + kh);
+  if (kw == 2 && sw == 2 && pw == 0 && W == 2 * OW && rows_used * OW >= 8) {
+    row_pass_flat2(x, rows_used * OW, hv, hi);
+    next_row = rows_used;
+  }
   for (int64_t i = 0; i < OH; ++i) {
     const int64_t r0 = i * sh - ph;
     const int64_t ra = imax(r0, 0), rb = imin(r0 + kh, H);
-    for (int64_t r = imax(ra, next_row); r < rb; ++r) row_pass(x + r * W, r, W, OW, kw, sw, pw, hv + r * OW, hi + r * OW);
+    for (int64_t r = imax(ra, next_row); r < rb; ++r) row_pass(x + r * W, r, W, OW, kw, sw, pw, sp, hv + r * OW, hi + r * OW);
     next_row = imax(next_row, rb);
     float* yi = y + i * OW;
     int64_t* ii = idx + i * OW;
@@ -155,13 +226,8 @@ void max_pool2d_plane_f32(const float* x, float* y, int64_t* idx, int64_t H, int
       for (; j + 8 <= OW; j += 8) col_vec8(hv, hi, OW, ra, rb, j, yi, ii);
       if (j < OW) col_vec8(hv, hi, OW, ra, rb, OW - 8, yi, ii);  // overlapping last block
     } else {
-      for (int64_t j = 0; j < OW; ++j) {
-        float m = hv[ra * OW + j];
-        int32_t mi = hi[ra * OW + j];
-        for (int64_t r = ra + 1; r < rb; ++r) take_scalar(hv[r * OW + j], hi[r * OW + j], m, mi);
-        yi[j] = m;
-        ii[j] = mi;
-      }
+      // rows i + 1 .. take the spill when the 8 values stay inside the plane
+      col_narrow(hv, hi, OW, ra, rb, OW, (OH - i) * OW >= 8, yi, ii);
     }
   }
 }
