@@ -253,14 +253,16 @@ void max_pool2d_backward_cpu(const Tensor& dy, const Tensor& idx, const Tensor& 
     const int64_t* is = idx.ptr<int64_t>();
     scalar_t* d = dx.ptr<scalar_t>();
     parallel_for(planes, grain, [&](int64_t b, int64_t e) {
+      // locals, so the stores into dx need not be assumed to change them
+      const int64_t n_in = in_plane, n_out = out_plane;
       for (int64_t pl = b; pl < e; ++pl) {
-        scalar_t* dp = d + pl * in_plane;
-        const scalar_t* gp = g + pl * out_plane;
-        const int64_t* ip = is + pl * out_plane;
-        std::memset(dp, 0, sizeof(scalar_t) * in_plane);
-        for (int64_t o = 0; o < out_plane; ++o) {
+        scalar_t* dp = d + pl * n_in;
+        const scalar_t* gp = g + pl * n_out;
+        const int64_t* ip = is + pl * n_out;
+        std::memset(dp, 0, sizeof(scalar_t) * n_in);
+        for (int64_t o = 0; o < n_out; ++o) {
           const int64_t k = ip[o];
-          if (static_cast<uint64_t>(k) < static_cast<uint64_t>(in_plane)) {
+          if (static_cast<uint64_t>(k) < static_cast<uint64_t>(n_in)) {
             dp[k] += gp[o];
           } else if (!bad.exchange(true)) {
             bad_value.store(k);
