@@ -292,6 +292,11 @@ def _epoch_data(batch, steps, rng):
     return out, source, len(y_all)
 
 
+# --quick's epoch: this many steps per side, extrapolated. 80 (about 0.4 s of convkit at 2 threads) let one
+# of the host's stalls move the ratio by 0.05-0.1 (0.42-0.52 over five runs); 240 steps gave 0.43-0.45.
+QUICK_EPOCH_STEPS = 240
+
+
 def lenet_epoch(threads, steps=None, batch=64, block=10, lr=0.01, progress=True):
     """One LeNet-5 training epoch (forward, cross-entropy, backward, SGD step) convkit vs PyTorch in
     this process, interleaved in blocks of `block` steps. steps=None: the whole epoch (ceil(60000 /
@@ -521,7 +526,7 @@ def main(argv=None) -> int:
                          "from --epoch-steps steps")
     ap.add_argument("--epoch-steps", type=int, default=0,
                     help="time this many training steps and extrapolate to the epoch (default: the whole "
-                         "epoch, or 80 steps with --quick); 0 with --quick means 80")
+                         "epoch, or 240 steps with --quick); 0 with --quick means 240")
     ap.add_argument("--no-layers", action="store_true", help="skip the single-layer cases")
     ap.add_argument("--no-nets", action="store_true", help="skip the whole-network cases and the epoch")
     ap.add_argument("--json", default="", help="write the results here (e.g. benchmarks/results/cpu.json)")
@@ -559,7 +564,7 @@ def main(argv=None) -> int:
     results = run(cases, threads, args.repeats, peaks=peaks, budget=budget, least=least)
     epoch = []
     if not args.no_nets and args.filter in "train:lenet5 epoch":
-        steps = args.epoch_steps or (80 if args.quick else None)
+        steps = args.epoch_steps or (QUICK_EPOCH_STEPS if args.quick else None)
         for nt in threads:
             convkit.set_num_threads(nt)
             torch.set_num_threads(nt)
