@@ -325,6 +325,28 @@ def test_gemm_forward_border_values_stay_out(dt, geom, rng):
         assert_close(y[fin], want[fin], rtol=0, atol=bound(n_terms, mag[fin], dt), name="y")
 
 
+@pytest.mark.parametrize("geom", [  # x shape, w shape, stride, padding, groups
+    ((2, 3, 99, 99), (5, 3, 11, 11), 4, 0, 1),    # conv1-like: 23 x 23 outputs, strips in one run or two
+    ((2, 3, 61, 64), (4, 3, 11, 11), 4, 2, 1),    # conv1-like with padding: interior and border strips
+    ((1, 6, 40, 37), (8, 3, 3, 3), 1, 1, 2),      # "same", groups: 37-wide rows, strips across them
+    ((2, 4, 45, 45), (6, 4, 5, 5), 2, 0, 1)])     # stride 2: phase-split source
+def test_gemm_forward_interior_strips(geom, rng):
+    # a strip whose windows lie inside the image for every kernel tap is packed in one call (AVX2:
+    # conv2d_copy_taps16_avx2), contiguous or in two runs across the end of an output row; images
+    # large enough for many such strips of each kind, against the reference
+    xs, ws, stride, padding, groups = geom
+    x, w, b = random_problem(rng, xs, ws, np.float32)
+    with cpu_impl("gemm"):
+        for mode in ("auto", "1"):
+            env = fused_forward(mode) if mode != "auto" else contextlib.nullcontext()
+            with env:
+                y = F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+            want = ref.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+            mag = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), stride=stride, padding=padding, groups=groups)
+            k_terms = ws[1] * ws[2] * ws[3] + 1
+            assert_close(y, want, rtol=0, atol=bound(k_terms, mag, np.float32), name=f"y ({mode})")
+
+
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("shapes", [  # x shape, w shape: K = 576 runs as two K blocks of the GEMM
     ((2, 64, 9, 11), (7, 64, 3, 3)),     # 7 rows: one edge row; 99 pixels: an edge column block

@@ -13,6 +13,16 @@ namespace conv2d_detail {
 void conv2d_mask_rows16_avx2(float* dst, int64_t dst_step, const float* src, int64_t src_step, int64_t rows,
                              const std::uint32_t* mask);
 
+// A whole strip of 16 pixels whose every tap reads inside the image (no lane masked): for each tap
+// t < taps, the rows k = tap_k[t], tap_k[t] + step, ... < kc get dst[k * 16 .. + 16) = the 16 values
+// at s = src + tap_off[t] + c * plane for the c-th of them: s[0 .. 16) for one contiguous run, or,
+// for a strip in two runs (across the end of an output row), s[u] in the lanes u where two_runs[u]
+// is 0 and s[gap + u] where it is all ones. One call per strip where the per-tap choice of the
+// other copies cost more than the copying when a tap has few channels (AlexNet conv1: 121 taps of
+// 3). x86-64 with AVX2 only.
+void conv2d_copy_taps16_avx2(float* dst, const float* src, const int64_t* tap_k, const int64_t* tap_off, int64_t taps,
+                             int64_t kc, int64_t step, int64_t plane, const std::uint32_t* two_runs, int64_t gap);
+
 // dst[q] += src[q] & mask[q] (the mask bitwise, as 32-bit lanes) for q in [0, n): col2im's span
 // of one kernel row (conv2d_gemm.cpp, col2im_add). x86-64 with AVX2 only.
 void conv2d_add_masked_avx2(float* dst, const float* src, const std::uint32_t* mask, int64_t n);

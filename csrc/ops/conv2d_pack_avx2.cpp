@@ -1,7 +1,7 @@
 // conv2d_pack_avx2.cpp: the forward packer's row copy and col2im's masked add (conv2d_pack.h) in
 // 32-byte AVX2 vectors.
 // Compiled with -mavx2 -mfma and only called when convkit::cpu_isa() reports avx2 or better; the
-// one function here is the file's only external name (nothing inline is shared with baseline code).
+// functions declared in conv2d_pack.h are the file's only external names (nothing inline is shared with baseline code).
 //
 // Why a file of its own: packing the im2col strips was 11-13% of AlexNet conv5's forward time with
 // 16-byte SSE2 copies whose loads waited on L2 (perf annotate: the AND after each load). 32-byte
@@ -22,6 +22,34 @@ void conv2d_mask_rows16_avx2(float* dst, int64_t dst_step, const float* src, int
     _mm_prefetch(reinterpret_cast<const char*>(src + 32), _MM_HINT_T0);
     _mm256_storeu_ps(dst, _mm256_and_ps(_mm256_loadu_ps(src), m0));
     _mm256_storeu_ps(dst + 8, _mm256_and_ps(_mm256_loadu_ps(src + 8), m1));
+  }
+}
+
+void conv2d_copy_taps16_avx2(float* dst, const float* src, const int64_t* tap_k, const int64_t* tap_off, int64_t taps,
+                             int64_t kc, int64_t step, int64_t plane, const std::uint32_t* two_runs, int64_t gap) {
+  if (!two_runs) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* s = src + tap_off[t];
+      float* d = dst + tap_k[t] * 16;
+      for (int64_t k = tap_k[t]; k < kc; k += step, s += plane, d += step * 16) {
+        _mm_prefetch(reinterpret_cast<const char*>(s + 32), _MM_HINT_T0);  // as conv2d_mask_rows16_avx2
+        const __m256 a = _mm256_loadu_ps(s), b = _mm256_loadu_ps(s + 8);
+        _mm256_storeu_ps(d, a);
+        _mm256_storeu_ps(d + 8, b);
+      }
+    }
+    return;
+  }
+  const __m256 m0 = _mm256_loadu_ps(reinterpret_cast<const float*>(two_runs));
+  const __m256 m1 = _mm256_loadu_ps(reinterpret_cast<const float*>(two_runs) + 8);
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* s = src + tap_off[t];
+    float* d = dst + tap_k[t] * 16;
+    for (int64_t k = tap_k[t]; k < kc; k += step, s += plane, d += step * 16) {
+      _mm_prefetch(reinterpret_cast<const char*>(s + gap + 32), _MM_HINT_T0);
+      _mm256_storeu_ps(d, _mm256_blendv_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(s + gap), m0));
+      _mm256_storeu_ps(d + 8, _mm256_blendv_ps(_mm256_loadu_ps(s + 8), _mm256_loadu_ps(s + gap + 8), m1));
+    }
   }
 }
 
