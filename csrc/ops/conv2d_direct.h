@@ -11,7 +11,6 @@ namespace conv2d_detail {
 struct DirectRows {
   const float* xpad;  // [Cg, R, Wp]: buffer row r of channel c = padded input row row0 + r
   int64_t Wp, R, row0;
-  const float* w;     // [OCg, Cg, KH, KW] the group's weights
   const float* b;     // [OCg] the group's bias, or null
   float* y;           // [OCg, OH, OW] the image-group's output
   int64_t Cg, OCg, KH, KW, dh, dw, OH, OW;
@@ -19,8 +18,9 @@ struct DirectRows {
   // row are skipped (they add 0 * w; half of LeNet conv2's backward data, run as a forward conv
   // padded by 4, was such rows and columns).
   int64_t H, ph;
-  // For the channel-vectorized kernel only: the weights as [Cg, KH, KW, OCp] and the bias as [OCp]
-  // (zero when there is none), OCp = OCg rounded up to 8, zero padded.
+  // The weights packed. Channel-vectorized kernel: [Cg, KH, KW, OCp] and the bias as [OCp] (zero
+  // when there is none), OCp = OCg rounded up to 8, zero padded. Pixel-vectorized kernel: blocks of 6
+  // output channels, each [Cg, KH, KW, 6] (the last zero padded); bt unused.
   const float* wt;
   const float* bt;
   int64_t OCp;

@@ -7,7 +7,8 @@
 // Two tilings, each keeping <= 12 ymm accumulators (two FMA pipes of latency 4-5 need ~10 in flight):
 //   pixel-vectorized  MO output channels x NV vectors of 8 output pixels of one row (MO * NV <= 12).
 //                     Per kernel tap (c, p, q): NV unaligned loads of the padded input row, then per
-//                     channel one broadcast of w[o, c, p, q] and NV FMAs. Wastes lanes when OW is
+//                     channel one broadcast of w[o, c, p, q] (packed so that a tap's 6 are adjacent)
+//                     and NV FMAs. Wastes lanes when OW is
 //                     not a multiple of 8 (LeNet conv2: OW = 10 fills 10 of 16 lanes).
 //   channel-vectorized  NV vectors of 8 output channels x NP pixels (NV * NP <= 12), from weights
 //                     packed [c, p, q, o]. Per tap: NV weight loads, per pixel one broadcast of the
@@ -47,7 +48,7 @@ inline void tap_rows(const DirectRows& a, int64_t i, int64_t* p0, int64_t* p1) {
 template <int MO, int NV>
 inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t jb, int64_t n, int64_t p0,
                  int64_t p1) {
-  const int64_t KK = a.KH * a.KW, CKK = a.Cg * KK;
+  const int64_t CKK = a.Cg * a.KH * a.KW;
   __m256 acc[MO][NV];
 #pragma GCC unroll 8
   for (int o = 0; o < MO; ++o) {
@@ -55,18 +56,18 @@ inline void tile(const DirectRows& a, int64_t ri, int64_t i, int64_t ob, int64_t
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[o][v] = init;
   }
-  const float* wo = a.w + ob * CKK;
+  const float* wo = a.wt + ob * CKK;  // this block of 6 channels: [CKK][6]
   for (int64_t c = 0; c < a.Cg; ++c) {
     for (int64_t p = p0; p < p1; ++p) {
-      const float* xr = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + jb;
-      const float* wr = wo + (c * a.KH + p) * a.KW;
-      for (int64_t q = 0; q < a.KW; ++q) {
+      const float* xq = a.xpad + (c * a.R + ri + p * a.dh) * a.Wp + jb;
+      const float* wq = wo + (c * a.KH + p) * a.KW * 6;
+      for (int64_t q = 0; q < a.KW; ++q, xq += a.dw, wq += 6) {
         __m256 xv[NV];
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) xv[v] = _mm256_loadu_ps(xr + q * a.dw + 8 * v);
+        for (int v = 0; v < NV; ++v) xv[v] = _mm256_loadu_ps(xq + 8 * v);
 #pragma GCC unroll 8
         for (int o = 0; o < MO; ++o) {
-          const __m256 wv = _mm256_broadcast_ss(wr + o * CKK + q);
+          const __m256 wv = _mm256_broadcast_ss(wq + o);
 #pragma GCC unroll 2
           for (int v = 0; v < NV; ++v) acc[o][v] = _mm256_fmadd_ps(wv, xv[v], acc[o][v]);
         }
