@@ -3,14 +3,17 @@ interleaved: a check of the CPU-speed issue's "conv2-conv5 at >= 85% of the meas
 shared machine does not skew as much as a single probe at the start of a long run does.
 
     python benchmarks/conv_peak.py [--threads 1,2] [--repeats 9] [--layers conv2,conv3,conv4,conv5]
-                                   [--json benchmarks/results/conv_peak.json]
+                                   [--torch] [--json benchmarks/results/conv_peak.json]
 
 For every layer (batch 32, float32) and pass (forward, backward data, backward weight) each timed
 call is followed by a short run of the FMA-throughput probe (`convkit._core._fma_peak`, 12
 independent vector FMA chains per thread, about 20 ms); the call's GFLOP/s is divided by the larger
 of the probe runs just before and after it, and the median of those ratios is reported, with the
 median GFLOP/s. When the host takes cycles away, the probe and the call beside it lose them alike.
-convkit only (the side-by-side comparison with PyTorch is `python -m convkit.bench`).
+With --torch, PyTorch's CPU calls for the same passes on the same arrays are timed the same way,
+each after the convkit call of its pair (torch.nn.functional.conv2d, and torch.nn.grad.conv2d_input /
+conv2d_weight for the data and weight gradients), so both sides' shares of the peak come from one
+method on one host; the ratios against PyTorch are `python -m convkit.bench`'s.
 """
 from __future__ import annotations
 
@@ -33,8 +36,8 @@ LAYERS = {"conv1": (3, 227, 96, 11, 0, 1, 4), "conv2": (96, 27, 256, 5, 2, 2, 1)
           "conv5": (384, 13, 256, 3, 1, 2, 1)}
 
 
-def problem(layer, batch=32):
-    """Random float32 inputs for an AlexNet layer: its three passes as calls, and their FLOPs."""
+def inputs(layer, batch=32):
+    """Random float32 arrays for an AlexNet layer: x, w, b, dy, the call's keywords and its FLOPs."""
     c, h, oc, k, pad, groups, stride = LAYERS[layer]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
@@ -44,29 +47,73 @@ def problem(layer, batch=32):
     y = F.conv2d(x, w, b, **kw)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     flops = 2.0 * batch * oc * y.shape[2] * y.shape[3] * (c // groups) * k * k
+    return x, w, b, dy, kw, flops
+
+
+def problem(layer, batch=32):
+    """An AlexNet layer's three passes as convkit calls, and their FLOPs."""
+    x, w, b, dy, kw, flops = inputs(layer, batch)
     passes = {"fwd": lambda: F.conv2d(x, w, b, **kw),
               "bwd_data": lambda: F.conv2d_backward_data(dy, w, x.shape, **kw),
               "bwd_weight": lambda: F.conv2d_backward_weight(x, dy, w.shape, **kw)}
     return passes, flops
 
 
-def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000):
-    passes, flops = problem(layer, batch)
-    out = {}
-    for name, fn in passes.items():
-        fn()  # warm-up: workspace, page faults
-        share, gflops = [], []
-        before = _core._fma_peak(threads, probe_iters)
-        for _ in range(repeats):
+def torch_problem(layer, batch=32):
+    """The same three passes as PyTorch CPU calls on the same arrays."""
+    import torch
+    x, w, b, dy, kw, _ = inputs(layer, batch)
+    tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+
+    def fwd():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(tx, tw, tb, **kw)
+
+    return {"fwd": fwd,
+            "bwd_data": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
+            "bwd_weight": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}
+
+
+def timed_with_probe(fns, flops, threads, repeats, probe_iters=3_000_000):
+    """{side: stats} for calls {side: fn} doing `flops` each, timed in turn, each followed by a probe
+    run: a call's GFLOP/s over the larger probe result just before and after it, median (and range)
+    over the repeats, in % of the probe."""
+    share = {side: [] for side in fns}
+    gflops = {side: [] for side in fns}
+    before = _core._fma_peak(threads, probe_iters)
+    for _ in range(repeats):
+        for side, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             dt = time.perf_counter() - t0
             after = _core._fma_peak(threads, probe_iters)
-            gflops.append(flops / dt / 1e9)
-            share.append(gflops[-1] / max(before, after))
+            gflops[side].append(flops / dt / 1e9)
+            share[side].append(gflops[side][-1] / max(before, after))
             before = after
-        out[name] = {"pct_of_peak": 100 * statistics.median(share), "gflops": statistics.median(gflops),
-                     "pct_min": 100 * min(share), "pct_max": 100 * max(share)}
+    return {side: {"pct_of_peak": 100 * statistics.median(share[side]), "gflops": statistics.median(gflops[side]),
+                   "pct_min": 100 * min(share[side]), "pct_max": 100 * max(share[side])} for side in fns}
+
+
+def measure(layer, threads, repeats, batch=32, probe_iters=3_000_000, torch=False):
+    """{pass: convkit's median share of the probe (and, with torch=True, PyTorch's under "torch")}."""
+    passes, flops = problem(layer, batch)
+    sides = {"convkit": passes}
+    if torch:
+        import torch as _torch
+        _torch.set_num_threads(threads)
+        sides["torch"] = torch_problem(layer, batch)
+    out = {}
+    for name in passes:
+        fns = {side: p[name] for side, p in sides.items()}  # convkit, then torch, in each round
+        got = {side: np.asarray(fn()) for side, fn in fns.items()}  # warm-up: workspace, page faults
+        if torch:  # both sides compute the same thing (float32 rounding apart), or nothing is timed
+            err = float(np.max(np.abs(got["convkit"] - got["torch"])) / max(1.0, float(np.max(np.abs(got["torch"])))))
+            if not err <= 1e-4:
+                raise AssertionError(f"{layer} {name}: convkit and torch differ by {err:.2e} (relative to the max)")
+        r = timed_with_probe(fns, flops, threads, repeats, probe_iters)
+        out[name] = r["convkit"]
+        if torch:
+            out[name]["torch"] = r["torch"]
     return out
 
 
@@ -76,6 +123,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--layers", default="conv2,conv3,conv4,conv5")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--torch", action="store_true", help="time PyTorch's calls beside convkit's")
     args = ap.parse_args(argv)
     layers = args.layers.split(",")
     for name in layers:
@@ -83,13 +131,18 @@ def main(argv=None):
             ap.error(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
     results = {"convkit": convkit.__version__, "isa": convkit.info()["cpu_isa"], "machine": platform.processor()
                or platform.machine(), "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
+    if args.torch:
+        import torch
+        results["torch"] = torch.__version__
     old_threads = convkit.get_num_threads()
     try:
         for th in (int(t) for t in args.threads.split(",")):
             convkit.set_num_threads(th)
             for name in layers:
-                r = measure(name, th, args.repeats)
-                row = "  ".join(f"{p} {v['pct_of_peak']:5.1f}% ({v['gflops']:6.1f} GFLOP/s)" for p, v in r.items())
+                r = measure(name, th, args.repeats, torch=args.torch)
+                row = "  ".join(f"{p} {v['pct_of_peak']:5.1f}% ({v['gflops']:6.1f} GFLOP/s)"
+                                + (f" [torch {v['torch']['pct_of_peak']:5.1f}%]" if "torch" in v else "")
+                                for p, v in r.items())
                 print(f"{th} thread(s) {name}: {row}", flush=True)
                 results["cases"].append({"threads": th, "layer": name, **r})
     finally:

@@ -4,6 +4,7 @@ import json
 import math
 import statistics
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -69,3 +70,53 @@ def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
     assert [c["layer"] for c in data["cases"]] == ["conv5"] and data["cases"][0]["threads"] == 1
     with pytest.raises(SystemExit):  # argparse's error: an unknown layer name, before anything runs
         mod.main(["--layers", "conv9"])
+
+
+def test_conv_peak_script_times_torch_beside_convkit(tmp_path):
+    # --torch: PyTorch's calls for the same passes, checked against convkit's results before any timing
+    # and timed with the probe beside each call like convkit's
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "conv_peak.py"
+    spec = importlib.util.spec_from_file_location("conv_peak", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.measure("conv5", threads=1, repeats=2, batch=1, probe_iters=300_000, torch=True)
+    assert set(r) == {"fwd", "bwd_data", "bwd_weight"}
+    for v in r.values():
+        for side in (v, v["torch"]):
+            assert 0 < side["pct_min"] <= side["pct_of_peak"] <= side["pct_max"] < 150
+            assert side["gflops"] > 0.1
+    # the torch passes compute what convkit's do (the check measure() makes before timing)
+    passes, _ = mod.problem("conv4", batch=2)
+    tpasses = mod.torch_problem("conv4", batch=2)
+    for name in passes:
+        a, b = np.asarray(passes[name]()), tpasses[name]().numpy()
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+    out = tmp_path / "peak.json"
+    mod.main(["--threads", "1", "--repeats", "1", "--layers", "conv5", "--torch", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert "torch" in data and "torch" in data["cases"][0]["fwd"]
+
+
+def test_sgemm_peak_script_times_convkit_and_numpy_blas(tmp_path):
+    # benchmarks/sgemm_peak.py in its own process (it pins numpy's BLAS to one thread through the
+    # environment before numpy loads, which must not leak into this process): both products checked
+    # against each other, each timed beside the probe
+    import pathlib
+    import subprocess
+    import sys
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "sgemm_peak.py"
+    out = tmp_path / "sgemm.json"
+    r = subprocess.run([sys.executable, str(path), "--sizes", "96,160", "--repeats", "2", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert [c["n"] for c in data["cases"]] == [96, 160] and data["blas"]
+    for c in data["cases"]:
+        for side in ("convkit", "numpy_blas"):
+            v = c[side]
+            assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150 and v["gflops"] > 0.1
+    bad = subprocess.run([sys.executable, str(path), "--sizes", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "sizes must be positive" in bad.stderr
