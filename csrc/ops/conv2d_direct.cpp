@@ -22,6 +22,7 @@ namespace {
 constexpr int kSlotPad = 4;                                  // scratch slot for the padded rows
 constexpr int kSlotPacked = 3;                               // the packed weights (channel-vectorized)
 constexpr int kSlotFlipped = 2;                              // backward data: the flipped weights
+constexpr int kSlotOffsets = 5;                              // the kernel taps' input offsets (toff)
 constexpr std::size_t kMaxPadBytes = std::size_t(64) << 20;  // per task; beyond it, decline
 // auto mode: above kMaxDirectOCg the GEMM path's copies are amortized; below kMinLaneFill of the
 // vector lanes doing useful work the GEMM path's denser tiles win.
@@ -85,6 +86,10 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
   float* ys = y.ptr<float>();
   const int64_t CKK = d.Cg * d.KH * d.KW;
   float* packed = nullptr;  // channel-vectorized, per group: weights [CKK, OCp], then the bias [OCp]
+  // each kernel tap's input offset within a channel (DirectRows::toff)
+  int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(d.KH * d.KW), kSlotOffsets);
+  for (int64_t kp = 0, t = 0; kp < d.KH; ++kp)
+    for (int64_t q = 0; q < d.KW; ++q, ++t) toff[t] = kp * p.dil_h * Wp + q * p.dil_w;
   if (by_channel) {
     if (double(d.G) * double(CKK + 1) * double(OCp) * sizeof(float) > double(kMaxPadBytes)) return false;
     packed = workspace_as<float>(static_cast<std::size_t>(d.G * (CKK + 1) * OCp), kSlotPacked);
@@ -144,6 +149,7 @@ bool forward_direct(const Tensor& x, const Tensor& w, const Tensor* b, const Ten
       a.Cg = d.Cg, a.OCg = d.OCg, a.KH = d.KH, a.KW = d.KW, a.dh = p.dil_h, a.dw = p.dil_w;
       a.OH = d.OH, a.OW = d.OW;
       a.H = d.H, a.ph = p.pad_h;
+      a.toff = toff;
       if (by_channel) {
         a.wt = packed + g * (CKK + 1) * OCp;
         a.bt = a.wt + CKK * OCp;

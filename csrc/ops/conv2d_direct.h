@@ -24,6 +24,9 @@ struct DirectRows {
   const float* wt;
   const float* bt;
   int64_t OCp;
+  // Per kernel tap t = p * KW + q, its input offset p * dh * Wp + q * dw within a channel: the
+  // kernels run a channel's taps as one loop.
+  const int64_t* toff;
 };
 
 // Both write y rows [i0, i1) (output row i reads buffer rows i - row0 + p*dh).
