@@ -580,6 +580,27 @@ def test_direct_backward_weight_masks_the_row_tail():
     assert_close(dw[fin], want[fin], rtol=1e-5, atol=1e-5)
 
 
+@needs_direct
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("where", [(0, 2), (0, 3), (1, 0)])  # (image, channel) whose row 0 holds inf
+def test_direct_backward_weight_masks_dy_past_the_row(nthreads, where):
+    # OW = 12: a row's second vector of dy has 4 lanes past the row, which the kernel loads whole (and
+    # clears) where they stay inside dy. Past channel c's last row lies channel c + 1's first row (or
+    # the next image's first channel): inf there must reach only the gradients that really use it.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 6, 14)).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 6, 12)).astype(np.float32)
+    dy[where[0], where[1], 0, :4] = np.inf
+    with cpu_impl("direct"), threads(nthreads):
+        dw = F.conv2d_backward_weight(x, dy, (6, 1, 1, 3), padding=(0, 0))
+    want = ref.conv2d_backward_weight(x.astype(np.float64), dy.astype(np.float64), (6, 1, 1, 3))
+    assert not np.isfinite(want[where[1]]).all() and np.isfinite(np.delete(want, where[1], axis=0)).all()
+    np.testing.assert_array_equal(np.isfinite(dw), np.isfinite(want))
+    np.testing.assert_array_equal(np.isnan(dw), np.isnan(want))
+    fin = np.isfinite(want)
+    assert_close(dw[fin], want[fin], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("impl", IMPLS + ["direct"])
 @pytest.mark.parametrize("case", [
     # name: x_shape, w_shape, stride, padding, dilation, groups
