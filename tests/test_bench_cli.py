@@ -109,14 +109,15 @@ def test_sgemm_peak_script_times_convkit_and_numpy_blas(tmp_path):
     import sys
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "sgemm_peak.py"
     out = tmp_path / "sgemm.json"
-    r = subprocess.run([sys.executable, str(path), "--sizes", "96,160", "--repeats", "2", "--json", str(out)],
+    r = subprocess.run([sys.executable, str(path), "--sizes", "96,40x70x130", "--repeats", "2", "--json", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    assert [c["n"] for c in data["cases"]] == [96, 160] and data["blas"]
+    assert [(c["m"], c["n"], c["k"]) for c in data["cases"]] == [(96, 96, 96), (40, 70, 130)] and data["blas"]
     for c in data["cases"]:
         for side in ("convkit", "numpy_blas"):
             v = c[side]
             assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150 and v["gflops"] > 0.1
-    bad = subprocess.run([sys.executable, str(path), "--sizes", "0"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "sizes must be positive" in bad.stderr
+    for size in ("0", "4x5", "4x0x3"):
+        bad = subprocess.run([sys.executable, str(path), "--sizes", size], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "expected n or MxNxK with positive values" in bad.stderr
