@@ -23,6 +23,23 @@ if [ ! -x "$OUT/venv/bin/python" ]; then
   "$PY" -m venv --system-site-packages "$OUT/venv"
 fi
 VPY="$OUT/venv/bin/python"
+# The test suite's own dependencies, pyproject's [test] extra: --system-site-packages shows the base
+# interpreter's packages only, not those of an environment this script runs from (a CI venv holding
+# matplotlib, scikit-learn, scikit-image), and on a machine whose base Python lacks them the tests that
+# draw, train on the digits or read images failed here with ModuleNotFoundError.
+test_deps=$("$VPY" - <<'PYEOF'
+import re
+text = open("pyproject.toml", encoding="utf-8").read()
+try:
+    import tomllib
+    deps = tomllib.loads(text)["project"]["optional-dependencies"]["test"]
+except ImportError:  # Python 3.10: no tomllib; the extra is one list of quoted requirements
+    deps = re.findall(r'"([^"]+)"', re.search(r"^test = \[(.*?)\]", text, re.S | re.M).group(1))
+print("\n".join(deps))
+PYEOF
+)
+# shellcheck disable=SC2086
+"$VPY" -m pip install -q $test_deps
 "$VPY" -m pip install -q --no-build-isolation --no-deps --force-reinstall \
   -Cbuild-dir="$OUT/cmake" -Ccmake.define.CONVKIT_SANITIZE=ON -Ccmake.define.CONVKIT_CUDA=OFF \
   -Ccmake.build-type=RelWithDebInfo .
