@@ -147,11 +147,16 @@ def main(argv=None):
                 results["cases"].append({"threads": th, "layer": name, **r})
     finally:
         convkit.set_num_threads(old_threads)
+    finish(results, args.json)
+
+
+def finish(results, path):
+    """The load average after the run into `results`, then `results` as JSON into `path` (if given)."""
     results["loadavg_after"] = os.getloadavg()[0]
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(results, f, indent=1)
-        print("wrote", args.json)
+        print("wrote", path)
 
 
 if __name__ == "__main__":

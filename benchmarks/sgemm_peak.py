@@ -20,12 +20,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import convkit  # noqa: E402
-from conv_peak import timed_with_probe  # noqa: E402
+from conv_peak import finish, timed_with_probe  # noqa: E402
 from convkit import _core  # noqa: E402
 
 
@@ -83,11 +82,7 @@ def main(argv=None):
             f"{s} {v['pct_of_peak']:5.1f}% ({v['gflops']:5.1f} GFLOP/s, {v['pct_min']:.0f}-{v['pct_max']:.0f}%)"
             for s, v in r.items()), flush=True)
         out["cases"].append({"m": m, "n": n, "k": k, **r})
-    out["loadavg_after"] = os.getloadavg()[0]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-        print("wrote", args.json)
+    finish(out, args.json)
 
 
 if __name__ == "__main__":
