@@ -40,6 +40,11 @@ PYEOF
 )
 # shellcheck disable=SC2086
 "$VPY" -m pip install -q $test_deps
+# PyTorch too, as .ci/run installs it (the tests' CPU reference): where .ci/run's pip writes into the
+# base interpreter this venv already sees it, where it writes into a CI venv it does not, and the
+# tests that compare against PyTorch (or time beside it) would silently skip here on one machine and
+# run on another.
+"$VPY" -m pip install -q "torch==2.13.0"
 "$VPY" -m pip install -q --no-build-isolation --no-deps --force-reinstall \
   -Cbuild-dir="$OUT/cmake" -Ccmake.define.CONVKIT_SANITIZE=ON -Ccmake.define.CONVKIT_CUDA=OFF \
   -Ccmake.build-type=RelWithDebInfo .

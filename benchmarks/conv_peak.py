@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -129,8 +130,8 @@ def main(argv=None):
     for name in layers:
         if name not in LAYERS:
             ap.error(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
-    results = {"convkit": convkit.__version__, "isa": convkit.info()["cpu_isa"], "machine": platform.processor()
-               or platform.machine(), "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
+    results = {**build_info(), "machine": platform.processor() or platform.machine(),
+               "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
     if args.torch:
         import torch
         results["torch"] = torch.__version__
@@ -148,6 +149,17 @@ def main(argv=None):
     finally:
         convkit.set_num_threads(old_threads)
     finish(results, args.json)
+
+
+def build_info():
+    """convkit's version, instruction set and whether the build is sanitized; a sanitized build (ASan +
+    UBSan, the CI's sanitizer job) runs the probe instrumented too, so its shares of "peak" mean nothing
+    and another library's can read far above 100%: say so on stderr."""
+    info = convkit.info()
+    if info["sanitized"]:
+        print("warning: this convkit build is sanitized (ASan + UBSan): its timings and the probe's peak "
+              "are not meaningful", file=sys.stderr, flush=True)
+    return {"convkit": info["version"], "isa": info["cpu_isa"], "sanitized": info["sanitized"]}
 
 
 def finish(results, path):

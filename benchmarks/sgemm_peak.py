@@ -23,8 +23,7 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import convkit  # noqa: E402
-from conv_peak import finish, timed_with_probe  # noqa: E402
+from conv_peak import build_info, finish, timed_with_probe  # noqa: E402
 from convkit import _core  # noqa: E402
 
 
@@ -74,7 +73,7 @@ def main(argv=None):
         sizes = [parse_size(s) for s in args.sizes.split(",")]
     except ValueError as e:
         ap.error(str(e))
-    out = {"convkit": convkit.__version__, "isa": convkit.info()["cpu_isa"], "blas": blas_name(),
+    out = {**build_info(), "blas": blas_name(),
            "numpy": np.__version__, "loadavg_before": os.getloadavg()[0], "repeats": args.repeats, "cases": []}
     for m, n, k in sizes:
         r = measure(m, n, k, args.repeats)

@@ -12,6 +12,18 @@ torch = pytest.importorskip("torch")
 import convkit  # noqa: E402
 from convkit import bench  # noqa: E402
 
+# A share of the probe's "peak" above 150% means a broken probe or a broken timer, except in a
+# sanitized build (the CI's sanitizer job): there the probe runs instrumented and slow while numpy's
+# BLAS and PyTorch do not, and their shares read 200-400% (seen in CI); the ordering checks stay.
+SANITIZED = convkit.info()["sanitized"]
+PCT_CEILING = math.inf if SANITIZED else 150
+
+
+def test_info_says_whether_the_build_is_sanitized():
+    # the sanitizer job sets CONVKIT_SANITIZED for the tests and builds with CONVKIT_SANITIZE=ON
+    import os
+    assert SANITIZED is bool(os.environ.get("CONVKIT_SANITIZED"))
+
 
 def test_bench_small_case_writes_json_and_markdown(tmp_path, capsys):
     path = tmp_path / "bench.json"
@@ -60,7 +72,7 @@ def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
     r = mod.measure("conv5", threads=1, repeats=2, batch=1, probe_iters=300_000)
     assert set(r) == {"fwd", "bwd_data", "bwd_weight"}
     for v in r.values():
-        assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150
+        assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < PCT_CEILING
         assert v["gflops"] > 0.1
     out = tmp_path / "peak.json"
     before = convkit.get_num_threads()
@@ -85,7 +97,7 @@ def test_conv_peak_script_times_torch_beside_convkit(tmp_path):
     assert set(r) == {"fwd", "bwd_data", "bwd_weight"}
     for v in r.values():
         for side in (v, v["torch"]):
-            assert 0 < side["pct_min"] <= side["pct_of_peak"] <= side["pct_max"] < 150
+            assert 0 < side["pct_min"] <= side["pct_of_peak"] <= side["pct_max"] < PCT_CEILING
             assert side["gflops"] > 0.1
     # the torch passes compute what convkit's do (the check measure() makes before timing)
     passes, _ = mod.problem("conv4", batch=2)
@@ -114,10 +126,11 @@ def test_sgemm_peak_script_times_convkit_and_numpy_blas(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
     assert [(c["m"], c["n"], c["k"]) for c in data["cases"]] == [(96, 96, 96), (40, 70, 130)] and data["blas"]
+    assert data["sanitized"] is SANITIZED
     for c in data["cases"]:
         for side in ("convkit", "numpy_blas"):
             v = c[side]
-            assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < 150 and v["gflops"] > 0.1
+            assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < PCT_CEILING and v["gflops"] > 0.1
     for size in ("0", "4x5", "4x0x3"):
         bad = subprocess.run([sys.executable, str(path), "--sizes", size], capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "expected n or MxNxK with positive values" in bad.stderr

@@ -5,7 +5,8 @@ from . import _core
 
 
 def info() -> dict:
-    """Version, compiler, threads, CPU instruction set, and CUDA status (with the reason when unusable)."""
+    """Version, compiler, whether the build is sanitized (ASan + UBSan: slow, timings meaningless), threads,
+    CPU instruction set, and CUDA status (with the reason when unusable)."""
     compiled = _core.cuda_compiled()
     n, reason = _core.cuda_device_count()
     devices = []
@@ -17,6 +18,7 @@ def info() -> dict:
     return {
         "version": _core.__version__,
         "compiler": _core.compiler(),
+        "sanitized": _core.sanitized(),
         "num_threads": _core.num_threads(),
         "cpu_isa": _core.cpu_isa(),
         "cuda_compiled": compiled,

@@ -545,6 +545,9 @@ def main(argv=None) -> int:
         return 2
     threads = tuple(int(t) for t in args.threads.split(","))
     load_before = _loadavg()
+    if convkit.info()["sanitized"]:
+        print("warning: this convkit build is sanitized (ASan + UBSan): its timings are not meaningful",
+              file=sys.stderr, flush=True)
     peaks = {}
     for nt in threads:
         peaks[nt] = measure_peak(nt)
