@@ -56,3 +56,19 @@ def test_error_message_numbers_survive_torch_loaded_first():
     assert r.returncode == 0, r.stderr[-2000:]
     # the last line: an editable install may print its rebuild first
     assert r.stdout.strip().splitlines()[-1] == "clip: lower bound 2.5 must be <= upper bound -7"
+
+
+def test_info_says_whether_the_build_is_sanitized(capsys):
+    # the sanitizer job (.ci/sanitize.sh) builds with CONVKIT_SANITIZE=ON and sets CONVKIT_SANITIZED for
+    # the tests; every other build must say False (benchmark scripts trust it to warn about timings)
+    import json
+    import os
+
+    from convkit import cli
+    sanitized = bool(os.environ.get("CONVKIT_SANITIZED"))
+    assert convkit.info()["sanitized"] is sanitized
+    assert cli.main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sanitized"] is sanitized
+    assert cli.main(["info"]) == 0
+    compiler_line = next(line for line in capsys.readouterr().out.splitlines() if "compiler:" in line)
+    assert ("sanitized" in compiler_line) is sanitized and convkit.info()["compiler"] in compiler_line

@@ -16,7 +16,7 @@ def _cmd_info(args) -> int:
     cuda = "compiled in" if data["cuda_compiled"] else "not compiled in"
     usable = ", ".join(data["cuda_devices"]) if data["cuda_usable"] else f"no usable device ({data['cuda_reason']})"
     print(f"convkit {data['version']}")
-    print(f"  compiler:     {data['compiler']}")
+    print(f"  compiler:     {data['compiler']}" + (" (sanitized: ASan + UBSan, slow)" if data["sanitized"] else ""))
     print(f"  threads:      {data['num_threads']}")
     print(f"  cpu isa:      {data['cpu_isa']}")
     print(f"  cuda:         {cuda}")
