@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy as np
 import convkit
 import convkit.functional as F
 from convkit import _core
+from convkit.bench import warn_if_sanitized
 
 # name: C, H (= W), OC, kernel, padding, groups, stride (AlexNet, as in convkit.bench)
 LAYERS = {"conv1": (3, 227, 96, 11, 0, 1, 4), "conv2": (96, 27, 256, 5, 2, 2, 1),
@@ -152,14 +152,9 @@ def main(argv=None):
 
 
 def build_info():
-    """convkit's version, instruction set and whether the build is sanitized; a sanitized build (ASan +
-    UBSan, the CI's sanitizer job) runs the probe instrumented too, so its shares of "peak" mean nothing
-    and another library's can read far above 100%: say so on stderr."""
+    """convkit's version, instruction set and whether the build is sanitized (warned about on stderr)."""
     info = convkit.info()
-    if info["sanitized"]:
-        print("warning: this convkit build is sanitized (ASan + UBSan): its timings and the probe's peak "
-              "are not meaningful", file=sys.stderr, flush=True)
-    return {"convkit": info["version"], "isa": info["cpu_isa"], "sanitized": info["sanitized"]}
+    return {"convkit": info["version"], "isa": info["cpu_isa"], "sanitized": warn_if_sanitized()}
 
 
 def finish(results, path):

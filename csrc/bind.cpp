@@ -347,11 +347,7 @@ void bind_runtime(py::module_& m) {
   m.def("_array_cache_clear", &array_cache_clear, "Return every cached output-array block to the system.");
   m.def("cpu_isa", [] { return std::string(isa_name(cpu_isa())); });
   m.def("compiler", [] { return std::string(CONVKIT_CXX_COMPILER); });
-#ifdef CONVKIT_SANITIZED_BUILD
-  m.def("sanitized", [] { return true; });  // ASan + UBSan (CMake option CONVKIT_SANITIZE): timings mean nothing
-#else
-  m.def("sanitized", [] { return false; });
-#endif
+  m.def("sanitized", [] { return kAddressSanitized; });  // timings of such a build mean nothing
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_device_count", [] {
     std::string reason;

@@ -33,17 +33,7 @@ constexpr std::size_t kCacheMaxBlock = std::size_t(64) << 20;
 constexpr std::size_t kCacheMaxBytes = std::size_t(256) << 20;
 constexpr std::size_t kHeader = 64;  // the block's size, stored in front of the 64-byte aligned data
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kUseCache = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kUseCache = false;
-#else
-constexpr bool kUseCache = true;
-#endif
-#else
-constexpr bool kUseCache = true;
-#endif
+constexpr bool kUseCache = !kAddressSanitized;
 
 // Freed blocks in the order they came back (oldest first), found by size. Making room for a new
 // block frees the oldest ones: sizes a finished workload will not ask for again leave the cache.

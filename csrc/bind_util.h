@@ -13,6 +13,20 @@
 namespace convkit {
 namespace py = pybind11;
 
+// Built with AddressSanitizer (CMake option CONVKIT_SANITIZE, or -fsanitize=address in the flags):
+// freed output blocks are not cached (bind_util.cpp), and convkit.info()["sanitized"] says so.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitized = true;
+#else
+inline constexpr bool kAddressSanitized = false;
+#endif
+#else
+inline constexpr bool kAddressSanitized = false;
+#endif
+
 // A numpy array (CPU) or DeviceArray (CUDA) as a Tensor view. Rejects non-contiguous, misaligned,
 // byte-swapped and (for outputs) read-only arrays with a ValueError naming the op and the argument.
 Tensor as_tensor(py::handle h, const char* op, const char* name, bool writable = false);

@@ -508,6 +508,17 @@ def environment():
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg": _loadavg()}
 
 
+def warn_if_sanitized() -> bool:
+    """Whether this build is sanitized (ASan + UBSan, the CI's sanitizer job), said on stderr when it is:
+    its kernels and the FMA probe run instrumented, so timings and shares of "peak" mean nothing (an
+    uninstrumented library timed beside them can read far above 100% of the probe)."""
+    sanitized = convkit.info()["sanitized"]
+    if sanitized:
+        print("warning: this convkit build is sanitized (ASan + UBSan): its timings and the probe's peak "
+              "are not meaningful", file=sys.stderr, flush=True)
+    return sanitized
+
+
 def _loadavg():
     try:
         return list(os.getloadavg())
@@ -545,9 +556,7 @@ def main(argv=None) -> int:
         return 2
     threads = tuple(int(t) for t in args.threads.split(","))
     load_before = _loadavg()
-    if convkit.info()["sanitized"]:
-        print("warning: this convkit build is sanitized (ASan + UBSan): its timings are not meaningful",
-              file=sys.stderr, flush=True)
+    warn_if_sanitized()
     peaks = {}
     for nt in threads:
         peaks[nt] = measure_peak(nt)
