@@ -469,7 +469,8 @@ def test_gemm_prepacked_weights_narrow_b_blocks(shape, rng):
     ((3, 4, 11, 8), (4, 4, 3, 3), 2, 2, 1),              # dilation 2: padding 2 (K - 1 = 2)
     ((2, 3, 10, 9), (6, 1, 2, 2), 1, 2, 3),              # even kernel, dilation 2, depthwise-like groups
     ((4, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2),         # Cg 64 >= OCg 48, 4 images: the automatic choice
-    ((3, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2)])        # the same with 3 images: the usual route
+    ((3, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2),         # the same with 3 images: the usual route
+    ((4, 64, 9, 9), (48, 64, 5, 5), 2, 1, 1)])           # 5 x 5: as a forward through the indirect route
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_gemm_backward_data_as_forward(dt, geom, nthreads, rng):
     # conv2d_gemm.cpp's data_grad_as_forward: stride-1 "same" data gradients as a forward convolution
@@ -489,6 +490,103 @@ def test_gemm_backward_data_as_forward(dt, geom, nthreads, rng):
     assert not np.array_equal(got["1"], got["0"])  # two summation orders: both routes really ran
     auto_is_forward = xs[1] // groups >= 64 and ws[0] // groups <= xs[1] // groups and xs[0] >= 4
     assert np.array_equal(got["auto"], got["1" if auto_is_forward else "0"])
+
+
+# ---- the indirect forward (conv2d_indirect.cpp) -----------------------------------------------------
+
+def indirect(mode):
+    """CONVKIT_CONV_INDIRECT: '1' forces the indirect forward wherever it can run (float32 on AVX2, output
+    channels per group a multiple of 16), '0' keeps it off; unset, it takes 5 x 5 and larger kernels."""
+    return env("CONVKIT_CONV_INDIRECT", mode)
+
+
+# the route runs on AVX2 only (not on AVX-512, nor with CONVKIT_ISA=generic: the GEMM path runs there)
+indirect_runs = convkit.info()["cpu_isa"] == "avx2"
+
+
+@st.composite
+def indirect_problems(draw):
+    """What the indirect forward takes when forced: float32, 16 or 32 output channels per group; any
+    stride, padding, dilation and group count; pixel counts across its 6-pixel tiles (fewer than 6
+    too), channel counts across its 8-channel copies."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, ocg = draw(st.integers(1, 20)), draw(st.sampled_from([16, 32]))
+    kh, kw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 15))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 21))
+    return dict(x_shape=(draw(st.integers(1, 3)), cg * groups, h, w), w_shape=(ocg * groups, cg, kh, kw),
+                stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups, bias=draw(st.booleans()))
+
+
+@given(pr=indirect_problems())
+def test_indirect_forward_matches_reference(pr):
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]) + 5)
+    x, w, b = random_problem(rng, pr["x_shape"], pr["w_shape"], np.float32, pr["bias"])
+    kw = dict(stride=pr["stride"], padding=pr["padding"], dilation=pr["dilation"], groups=pr["groups"])
+    k_terms = w.shape[1] * w.shape[2] * w.shape[3]
+    want = ref.conv2d(x, w, b, **kw)
+    mag = ref.conv2d(np.abs(x), np.abs(w), None if b is None else np.abs(b), **kw)
+    with cpu_impl("gemm"), indirect("1"):
+        y = F.conv2d(x, w, b, **kw)
+    assert_close(y, want, rtol=0, atol=bound(k_terms + 1, mag, np.float32), name="y")
+
+
+@pytest.mark.parametrize("geom", [  # x shape, w shape, stride, padding, dilation, groups
+    ((3, 96, 27, 27), (256, 48, 5, 5), 1, 2, 1, 2),   # AlexNet conv2 (3 images: 2 threads leave one over)
+    ((2, 20, 17, 15), (32, 20, 7, 7), 1, 3, 1, 1),    # 7 x 7, 255 pixels (42 tiles + 3)
+    ((3, 32, 19, 23), (64, 16, 5, 5), 2, 1, 1, 2),    # strided, groups, a 3-pixel last tile (99 pixels)
+    ((1, 16, 12, 12), (16, 16, 5, 5), 1, 4, 2, 1),    # dilation 2, padding wider than the kernel's reach
+    ((2, 256, 13, 13), (384, 256, 3, 3), 1, 1, 1, 1)])  # AlexNet conv3: auto keeps the GEMM path
+def test_indirect_forward_layer_shapes(geom, rng):
+    # forced on and off, 1 and 2 threads: each against the reference; the two routes sum in
+    # different orders (their results differ: both really ran); the thread count changes nothing
+    xs, ws, s, p, d, g = geom
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    want = ref.conv2d(x, w, b, **kw)
+    atol = bound(ws[1] * ws[2] * ws[3] + 1, ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw), np.float32)
+    got = {}
+    for mode in ("1", "0", "auto"):
+        for n in (1, 2):
+            ctx = indirect(mode) if mode != "auto" else contextlib.nullcontext()
+            with cpu_impl("gemm"), ctx, threads(n):  # (auto would give 32 channels to the direct path)
+                got[mode, n] = F.conv2d(x, w, b, **kw)
+            assert_close(got[mode, n], want, rtol=0, atol=atol, name=f"{mode}, {n} threads")
+        assert np.array_equal(got[mode, 1], got[mode, 2])
+    assert np.array_equal(got["1", 1], got["0", 1]) != indirect_runs
+    auto_takes_it = ws[2] * ws[3] >= 25
+    assert np.array_equal(got["auto", 1], got["1" if auto_takes_it else "0", 1])
+
+
+def test_indirect_forward_declines_what_it_cannot_do(rng):
+    # forced on, shapes it cannot take run on the GEMM path: the same bits as with it off
+    cases = [(np.float32, (2, 16, 9, 9), (24, 16, 5, 5)),   # 24 output channels: not whole 16-channel tiles
+             (np.float64, (2, 16, 9, 9), (32, 16, 5, 5))]   # float64
+    for dt, xs, ws in cases:
+        x, w, b = random_problem(rng, xs, ws, dt)
+        with cpu_impl("gemm"), indirect("1"):
+            y1 = F.conv2d(x, w, b, padding=2)
+        with cpu_impl("gemm"), indirect("0"):
+            y0 = F.conv2d(x, w, b, padding=2)
+        assert np.array_equal(y1, y0)
+
+
+def test_indirect_forward_inf_reaches_only_its_outputs():
+    # the zero border of the channel-last copy and the repeated pixels of a last tile never carry a
+    # value into an output that does not read it: one inf in the input makes inf exactly where the
+    # reference does (a 5 x 5 window around it) and nowhere else
+    x = np.ones((1, 16, 11, 13), np.float32)
+    x[0, 3, 10, 12] = np.inf  # the last pixel: in the last tile, whose spare lanes repeat it
+    w = np.ones((16, 16, 5, 5), np.float32)
+    with cpu_impl("gemm"), indirect("1"):
+        y = F.conv2d(x, w, padding=2)
+    want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), padding=2)
+    assert np.array_equal(np.isinf(y), np.isinf(want)) and np.isinf(y).sum() == 16 * 3 * 3
 
 
 @st.composite

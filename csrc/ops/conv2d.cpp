@@ -198,6 +198,7 @@ void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const
     if (conv2d_detail::forward_direct(x, w, b, y, p, impl == kDirect)) return;
     if (impl == kDirect) throw_declined(op, impl);
   }
+  if (conv2d_detail::forward_indirect(x, w, b, y, p)) return;
   if (conv2d_detail::forward_gemm(x, w, b, y, p)) return;
   if (impl == kGemm) throw_declined(op, impl);
   conv2d_detail::forward_ref(x, w, b, y, p);

@@ -1110,7 +1110,7 @@ bool backward_data_as_forward(const Geometry& g, const Tensor& dy, const Tensor&
   wt.shape[0] = d.C;
   wt.shape[1] = d.OCg;
   const Conv2dParams q = data_grad_as_forward_params(d, p);
-  return forward_t<T>(dy, wt, nullptr, dx, q);
+  return forward_indirect(dy, wt, nullptr, dx, q) || forward_t<T>(dy, wt, nullptr, dx, q);
 }
 
 template <class T>

@@ -48,6 +48,11 @@ bool backward_weight_direct(const Tensor& x, const Tensor& dy, const Tensor& dw,
 // dy with the weights flipped and transposed (a "full" convolution); declines as forward_direct does.
 bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p, bool forced);
 
+// Forward as an indirect GEMM (conv2d_indirect.cpp): float on AVX2, output channels per group a
+// multiple of 16; in auto mode only where it beats the GEMM path's im2col (see the file). Declines
+// (false, nothing written) otherwise; CONVKIT_CONV_INDIRECT=0 / 1 forces it off / on where it can.
+bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
+
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
 bool backward_data_gemm(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "ops/conv2d_pack.h"
+#include "ops/transpose8_avx2.h"
 
 namespace convkit {
 namespace conv2d_detail {
@@ -76,22 +77,12 @@ void conv2d_mask_transpose8_avx2(float* dst, int64_t dst_step, const float* cons
     for (int u = 0; u < 8; ++u)
       r[u] = _mm256_and_ps(_mm256_loadu_ps(src[u] + k), _mm256_loadu_ps(reinterpret_cast<const float*>(mask[u] + k)));
     // rows u, lanes k -> rows k, lanes u: pairs, then quads within 128-bit halves, then the halves
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 q0 = _mm256_shuffle_ps(t0, t2, 0x44), q1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 q2 = _mm256_shuffle_ps(t1, t3, 0x44), q3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 q4 = _mm256_shuffle_ps(t4, t6, 0x44), q5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 q6 = _mm256_shuffle_ps(t5, t7, 0x44), q7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(dst + 0 * dst_step, _mm256_permute2f128_ps(q0, q4, 0x20));
-    _mm256_storeu_ps(dst + 1 * dst_step, _mm256_permute2f128_ps(q1, q5, 0x20));
-    _mm256_storeu_ps(dst + 2 * dst_step, _mm256_permute2f128_ps(q2, q6, 0x20));
-    _mm256_storeu_ps(dst + 3 * dst_step, _mm256_permute2f128_ps(q3, q7, 0x20));
-    _mm256_storeu_ps(dst + 4 * dst_step, _mm256_permute2f128_ps(q0, q4, 0x31));
-    _mm256_storeu_ps(dst + 5 * dst_step, _mm256_permute2f128_ps(q1, q5, 0x31));
-    _mm256_storeu_ps(dst + 6 * dst_step, _mm256_permute2f128_ps(q2, q6, 0x31));
-    _mm256_storeu_ps(dst + 7 * dst_step, _mm256_permute2f128_ps(q3, q7, 0x31));
+    __m256 q[8];
+    transpose8_quads(r, q);
+    for (int c = 0; c < 4; ++c) {
+      _mm256_storeu_ps(dst + c * dst_step, _mm256_permute2f128_ps(q[c], q[4 + c], 0x20));
+      _mm256_storeu_ps(dst + (c + 4) * dst_step, _mm256_permute2f128_ps(q[c], q[4 + c], 0x31));
+    }
   }
 }
 
