@@ -470,7 +470,8 @@ def test_gemm_prepacked_weights_narrow_b_blocks(shape, rng):
     ((2, 3, 10, 9), (6, 1, 2, 2), 1, 2, 3),              # even kernel, dilation 2, depthwise-like groups
     ((4, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2),         # Cg 64 >= OCg 48, 4 images: the automatic choice
     ((3, 128, 13, 13), (96, 64, 3, 3), 1, 1, 2),         # the same with 3 images: the usual route
-    ((4, 64, 9, 9), (48, 64, 5, 5), 2, 1, 1)])           # 5 x 5: as a forward through the indirect route
+    ((4, 64, 9, 9), (48, 64, 5, 5), 2, 1, 1),            # 5 x 5: as a forward through the indirect route
+    ((2, 32, 11, 11), (64, 32, 5, 5), 2, 1, 1)])         # the same although Cg < OCg (AlexNet conv2-like)
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_gemm_backward_data_as_forward(dt, geom, nthreads, rng):
     # conv2d_gemm.cpp's data_grad_as_forward: stride-1 "same" data gradients as a forward convolution
@@ -488,7 +489,11 @@ def test_gemm_backward_data_as_forward(dt, geom, nthreads, rng):
             got[mode] = F.conv2d_backward_data(dy, w, xs, **kw)
         assert_close(got[mode], want, rtol=0, atol=bound(ws[0] // groups * ws[2] * ws[3], mag, dt), name=mode)
     assert not np.array_equal(got["1"], got["0"])  # two summation orders: both routes really ran
-    auto_is_forward = xs[1] // groups >= 64 and ws[0] // groups <= xs[1] // groups and xs[0] >= 4
+    cg, ocg, taps = xs[1] // groups, ws[0] // groups, ws[2] * ws[3]
+    # the forward of dy (ocg channels per group in, cg out) would run as an indirect GEMM: it then pays
+    indirect_fwd = (indirect_runs and dt == np.float32 and taps >= 25 and cg % 16 == 0 and ocg >= 16
+                    and ocg * taps <= 4096 and xs[2] * xs[3] >= 12)
+    auto_is_forward = indirect_fwd or (cg >= 64 and ocg <= cg and xs[0] >= 4)
     assert np.array_equal(got["auto"], got["1" if auto_is_forward else "0"])
 
 

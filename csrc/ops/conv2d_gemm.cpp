@@ -1090,12 +1090,18 @@ void backward_data_image(const Geometry& g, const T* gs, const PackedA<T>* wtp, 
 // also needs a few images. Interleaved against the usual route, 1 / 2 threads: AlexNet conv5 (Cg
 // 192, OCg 128) 0.93-0.97 of the time at batch 32, 0.93 at 8, 0.97 at 4, 1.03 at 1; conv4 (OCg =
 // Cg = 192) 0.97-1.01 at 8-32; conv3 (OCg 1.5 Cg) 1.01-1.02 and conv2 (OCg 2.7 Cg) 1.09 keep the
-// usual route. 1 x 1 kernels (g.direct) are one GEMM either way. CONVKIT_CONV_BWD_AS_FWD=1 / 0
-// forces the choice where the geometry allows it.
-bool data_grad_as_forward(const Geometry& g) {
+// usual route. 1 x 1 kernels (g.direct) are one GEMM either way. Where the forward convolution
+// would run as an indirect GEMM (conv2d_indirect.cpp: 5 x 5 and larger kernels) it pays whatever
+// the channels and the batch: AlexNet conv2 0.90-0.93 of the time at batch 8-32, 0.97 at 1, 1 and 2
+// threads. CONVKIT_CONV_BWD_AS_FWD=1 / 0 forces the choice where the geometry allows it.
+bool data_grad_as_forward(const Geometry& g, DType dtype) {
   if (!same_geometry(g) || g.direct) return false;
   const char* e = std::getenv("CONVKIT_CONV_BWD_AS_FWD");
   if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+  Dims f = g.d;  // the forward problem: dy [N, OC, OH, OW] convolved with the flipped filters
+  f.C = g.d.OC, f.Cg = g.d.OCg, f.OC = g.d.C, f.OCg = g.d.Cg;
+  f.H = g.d.OH, f.W = g.d.OW, f.OH = g.d.H, f.OW = g.d.W;
+  if (indirect_takes(f, data_grad_as_forward_params(g.d, g.p), dtype)) return true;
   return g.d.Cg >= 64 && g.d.OCg <= g.d.Cg && g.d.N >= 4;
 }
 
@@ -1117,7 +1123,7 @@ template <class T>
 bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
   Geometry g;
   if (!make_geometry(dx, w, dy, p, sizeof(T), &g)) return false;
-  if (data_grad_as_forward(g) && backward_data_as_forward<T>(g, dy, w, dx, p)) return true;
+  if (data_grad_as_forward(g, dy.dtype) && backward_data_as_forward<T>(g, dy, w, dx, p)) return true;
   const T* gs = dy.ptr<T>();
   const T* ws = w.ptr<T>();
   T* dxs = dx.ptr<T>();

@@ -52,6 +52,8 @@ bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, c
 // multiple of 16; in auto mode only where it beats the GEMM path's im2col (see the file). Declines
 // (false, nothing written) otherwise; CONVKIT_CONV_INDIRECT=0 / 1 forces it off / on where it can.
 bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
+// Whether forward_indirect takes a problem of these sizes (the data gradient's choice asks it).
+bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype);
 
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);

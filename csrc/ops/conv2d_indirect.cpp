@@ -45,6 +45,10 @@ struct Layout {
   int64_t Hp, Wp, cs;  // the copy: [Hp][Wp][cs], the image-group inside a border of pad zeros
 };
 
+Layout layout(const Dims& d, const Conv2dParams& p) {
+  return {d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_stride(d.Cg)};
+}
+
 // xt[(h + ph) * Wp + w + pw][c] = x[c][h][w] for c < Cg; the border pixels are zero, the channels
 // past Cg are never read.
 void channel_last(const Dims& d, const Conv2dParams& p, const Layout& L, const float* xg, float* xt) {
@@ -73,10 +77,9 @@ void channel_last(const Dims& d, const Conv2dParams& p, const Layout& L, const f
 }  // namespace
 
 // CONVKIT_CONV_INDIRECT=0 / 1: never / whenever the shape allows (the tests run both ways).
-bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
+bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype) {
 #if defined(__x86_64__) || defined(_M_X64)
-  if (x.dtype != DType::Float32 || cpu_isa() != Isa::Avx2) return false;
-  const Dims d = dims_of(x, w, y, p);
+  if (dtype != DType::Float32 || cpu_isa() != Isa::Avx2) return false;
   const char* e = std::getenv("CONVKIT_CONV_INDIRECT");
   const bool forced = e && e[0] == '1';
   if (e && e[0] == '0') return false;
@@ -87,12 +90,23 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
   // value 25+ times; channels enough per tap for the k loop to run long; one strip's weights
   // (KK * Cg * 16 floats) within about half of L2; and more than a couple of pixel tiles.
   // Interleaved against the GEMM path (1 thread; 2 threads alike): 5 x 5 layers with 32-128
-  // channels per group 0.85-0.94 of the time (AlexNet conv2 0.92-0.95), 7 x 7 with 32 0.77-0.81;
+  // channels per group 0.85-0.94 of the time (AlexNet conv2 0.88-0.95), 7 x 7 with 32 0.77-0.81;
   // 3 x 3 layers 0.95-1.03 and AlexNet conv3-conv5 1.01-1.04, so they keep the GEMM path.
   if (!forced && (KK < 25 || d.Cg < 16 || d.Cg * KK > 4096 || P < 2 * kTileRows)) return false;
-  const Layout L{d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_stride(d.Cg)};
-  const double image_bytes = double(L.Hp) * double(L.Wp) * double(L.cs) * sizeof(float);
-  if (image_bytes > double(kMaxImageBytes)) return false;
+  const Layout L = layout(d, p);
+  return double(L.Hp) * double(L.Wp) * double(L.cs) * sizeof(float) <= double(kMaxImageBytes);
+#else
+  (void)d, (void)p, (void)dtype;
+  return false;
+#endif
+}
+
+bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p) {
+#if defined(__x86_64__) || defined(_M_X64)
+  const Dims d = dims_of(x, w, y, p);
+  if (!indirect_takes(d, p, x.dtype)) return false;
+  const int64_t KK = d.KH * d.KW, P = d.OH * d.OW;
+  const Layout L = layout(d, p);
 
   const float* xs = x.ptr<float>();
   const float* ws = w.ptr<float>();
