@@ -594,6 +594,49 @@ def test_indirect_forward_inf_reaches_only_its_outputs():
     assert np.array_equal(np.isinf(y), np.isinf(want)) and np.isinf(y).sum() == 16 * 3 * 3
 
 
+# ---- the weight gradient with tap-major columns (conv2d_gemm.cpp, pack_taps_cl) ---------------------
+
+@given(pr=indirect_problems())
+def test_weight_gradient_tap_major_matches_reference(pr):
+    # forced on: copies from the channel-last image in runs of one tap's consecutive channels (any
+    # channel count: runs that end inside a strip), strides, padding, dilation, groups; each dW value
+    # is the same sum as with the usual packers, so the two agree bit for bit
+    rng = np.random.default_rng(sum(pr["x_shape"]) + sum(pr["w_shape"]) + 9)
+    x, w, _ = random_problem(rng, pr["x_shape"], pr["w_shape"], np.float32, False)
+    kw = dict(stride=pr["stride"], padding=pr["padding"], dilation=pr["dilation"], groups=pr["groups"])
+    y = ref.conv2d(x, w, None, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = ref.conv2d_backward_weight(x, dy, w.shape, **kw)
+    mag = ref.conv2d_backward_weight(np.abs(x), np.abs(dy), w.shape, **kw)
+    got = {}
+    for mode in ("1", "0"):
+        with cpu_impl("gemm"), env("CONVKIT_CONV_WGRAD_TAPS", mode):
+            got[mode] = F.conv2d_backward_weight(x, dy, w.shape, **kw)
+        assert_close(got[mode], want, rtol=0, atol=bound(y.shape[0] * y.shape[2] * y.shape[3], mag, np.float32),
+                     name=mode)
+    assert np.array_equal(got["1"], got["0"])
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_weight_gradient_tap_major_layer_shapes(dt, nthreads, rng):
+    # AlexNet conv2 (auto takes the tap-major route there) with 3 images: at 2 threads two run on one
+    # thread each and the third on both inside the GEMM; and a 7 x 7 layer with 32 channels
+    for xs, ws, pad, groups in [((3, 96, 27, 27), (256, 48, 5, 5), 2, 2), ((2, 32, 15, 15), (64, 32, 7, 7), 3, 1)]:
+        x = rng.standard_normal(xs).astype(dt)
+        dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+        kw = dict(padding=pad, groups=groups)
+        want = ref.conv2d_backward_weight(x, dy, ws, **kw)
+        mag = ref.conv2d_backward_weight(np.abs(x), np.abs(dy), ws, **kw)
+        got = {}
+        for mode in ("1", "0", "auto"):
+            ctx = env("CONVKIT_CONV_WGRAD_TAPS", mode) if mode != "auto" else contextlib.nullcontext()
+            with cpu_impl("gemm"), threads(nthreads), ctx:
+                got[mode] = F.conv2d_backward_weight(x, dy, ws, **kw)
+            assert_close(got[mode], want, rtol=0, atol=bound(xs[0] * xs[2] * xs[3], mag, dt), name=mode)
+        assert np.array_equal(got["1"], got["0"]) and np.array_equal(got["auto"], got["0"])
+
+
 @st.composite
 def direct_problems(draw):
     """What the direct kernel takes: float32, stride 1. Output widths across the 8- and 16-pixel

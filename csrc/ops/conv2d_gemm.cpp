@@ -1148,10 +1148,69 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
 
 // ---- backward weight ------------------------------------------------------------------------------
 
+// ---- backward weight, tap-major: op(B) copied from a channel-last image ----------------------------
+// The weight gradient's op(B) = cols^T [P, K] with its columns in tap-major order, n = t * Cg + c
+// (tap t = (kh, kw), channel c), is a plain copy from the channel-last, zero-bordered copy of the
+// image-group (channel_last): row p of a strip is, per run of consecutive channels of one tap, a
+// contiguous run of xt at pixel p's window origin plus the tap's offset. One copy of x and then
+// 16-value row copies, where cols^T in the usual order (channel-major) needs a transpose of KH * KW
+// shifted copies of every channel (pack_cols_t_same / pack_cols_t_strips: 12% of AlexNet conv2's
+// weight gradient). The GEMM then writes dW with its columns in the same order, [OC][KH*KW][Cg], and
+// the caller puts them back in dw's [OC][Cg][KH][KW] at the end.
+struct TapsSource {
+  int64_t Wp, cs;        // the channel-last copy: [Hp][Wp][cs]
+  const int64_t* toff;   // [KK]: tap t's offset from a pixel's window origin, in values
+};
+
+template <class T, int NR>
+void pack_taps_cl(const Geometry& g, const TapsSource& ts, const T* xt, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                  T* dst) {
+  const Dims& d = g.d;
+  const int64_t sh = g.p.stride_h, sw = g.p.stride_w;
+  for (int64_t s = 0; s < nc; s += NR, dst += kc * NR) {
+    // the strip's columns as runs: [j, j + len) reads channels [c, c + len) of tap t
+    int64_t run_j[NR], run_off[NR], run_len[NR];
+    int runs = 0;
+    const int64_t cnt = std::min<int64_t>(NR, nc - s);
+    for (int64_t j = 0; j < cnt;) {
+      const int64_t n = j0 + s + j, t = n / d.Cg, c = n % d.Cg, len = std::min(cnt - j, d.Cg - c);
+      run_j[runs] = j, run_off[runs] = ts.toff[t] + c, run_len[runs] = len, ++runs;
+      j += len;
+    }
+    const bool whole = runs == 1 && cnt == NR;
+    int64_t oh = p0 / d.OW, ow = p0 % d.OW;
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* px = xt + (oh * sh * ts.Wp + ow * sw) * ts.cs;
+      T* dk = dst + k * NR;
+      if (whole) {
+        std::memcpy(dk, px + run_off[0], sizeof(T) * NR);
+      } else {
+        for (int r = 0; r < runs; ++r) std::memcpy(dk + run_j[r], px + run_off[r], sizeof(T) * run_len[r]);
+        for (int64_t j = cnt; j < NR; ++j) dk[j] = T(0);
+      }
+      if (++ow == d.OW) ow = 0, ++oh;
+    }
+  }
+}
+
+// Taken for kernels of 25 taps or more with 16-64 channels per group, whole 16-channel runs:
+// interleaved against the usual packers, AlexNet conv2's weight gradient 0.92-0.98 of the time at 1
+// and 2 threads, batch 8-32 (a 5 x 5 layer with 48 channels 0.95-0.99, 7 x 7 with 32 0.96); with 96
+// channels 0.99-1.00, 128 1.03-1.04, 3 x 3 layers and AlexNet conv3-conv5 1.01-1.07, and AlexNet
+// conv1 (3 channels: runs of 3 values) 1.19-1.33: those keep the usual packers. Every dW value is
+// the same sum in the same order either way (only its column moves), so the results are identical.
+// CONVKIT_CONV_WGRAD_TAPS=0 / 1 forces it off / on (1 x 1 convolutions are one GEMM either way).
+bool wgrad_taps(const Geometry& g) {
+  if (g.direct) return false;
+  const char* e = std::getenv("CONVKIT_CONV_WGRAD_TAPS");
+  if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+  return g.d.KH * g.d.KW >= 25 && g.d.Cg >= 16 && g.d.Cg <= 64 && g.d.Cg % 16 == 0;
+}
+
 // dwp[OC, K] = (overwrite ? 0 : dwp) + sum over groups/bands of image n's contribution.
 template <class T>
 void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, int64_t n, bool overwrite, T* cols,
-                           int threads) {
+                           int threads, const TapsSource* taps) {
   const Dims& d = g.d;
   for (int64_t grp = 0; grp < d.G; ++grp) {
     const T* xg = xs + (n * d.C + grp * d.Cg) * d.H * d.W;
@@ -1159,6 +1218,17 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
     T* dwg = dwp + grp * d.OCg * g.K;
     if (g.direct) {  // dW_g[OCg, Cg] += dy_g[OCg, P] @ x_g[Cg, P]^T
       gemm<T>(false, true, d.OCg, g.K, g.P, T(1), gg, g.P, xg, g.P, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      continue;
+    }
+    if (taps) {  // tap-major columns, from the channel-last copy (see pack_taps_cl)
+      T* xt = workspace_as<T>(static_cast<std::size_t>((d.H + 2 * g.p.pad_h) * taps->Wp * taps->cs), kSlotCols);
+      channel_last(d, g.p, taps->cs, xg, xt);
+      const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
+        by_panel_width(
+            nr, [&](auto w) { pack_taps_cl<T, decltype(w)::value>(g, *taps, xt, p0, kc, j0, nc, dst); },
+            [&] { throw std::logic_error("conv2d_backward_weight: no tap-major packer for this panel width"); });
+      };
+      gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
     if (!cols && same_geometry(g)) {  // fused, "same": pack_cols_t_same
@@ -1198,31 +1268,60 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   // Without room for the partials, every image runs on all threads inside the GEMM instead.
   const bool per_thread = nt > 1 && double(nt - 1) * double(wsize) * sizeof(T) <= double(kMaxPartialBytes);
   const int64_t n_split = per_thread ? split_point(g.d.N, nt) : 0;
-  const std::size_t ce = fused_forward(g, false, sizeof(T)) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
+  const bool taps = wgrad_taps(g);
+  const std::size_t ce = taps || fused_forward(g, false, sizeof(T)) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
+  TapsSource ts{};
+  if (taps) {
+    const Dims& d = g.d;
+    ts.Wp = d.W + 2 * p.pad_w, ts.cs = channel_last_stride(d.Cg);
+    int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(d.KH * d.KW), kSlotTaps);
+    for (int64_t kh = 0; kh < d.KH; ++kh)
+      for (int64_t kw = 0; kw < d.KW; ++kw) toff[kh * d.KW + kw] = (kh * p.dil_h * ts.Wp + kw * p.dil_w) * ts.cs;
+    ts.toff = toff;
+  }
+  const TapsSource* tsp = taps ? &ts : nullptr;
 
-  // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw itself.
-  T* partials = per_thread ? workspace_as<T>(static_cast<std::size_t>(nt - 1) * wsize, kSlotPartial) : nullptr;
+  // partials[t - 1] is thread t's [OC, K] sum; thread 0 sums into dw0: dw itself, or with tap-major
+  // columns a buffer of its own (dw gets the columns back in its order at the end)
+  const int64_t nbuf = (per_thread ? nt - 1 : 0) + (taps ? 1 : 0);
+  T* bufs = nbuf > 0 ? workspace_as<T>(static_cast<std::size_t>(nbuf * wsize), kSlotPartial) : nullptr;
+  T* dw0 = taps ? bufs : dws;
+  T* partials = taps ? bufs + wsize : bufs;
   int team = 0;  // threads the region really got (OpenMP may give fewer than asked)
   if (n_split > 0) {
     run_threads(nt, [&](int t, int T_) {
       if (t == 0) team = T_;
       const int64_t chunk = (n_split + T_ - 1) / T_, b0 = t * chunk, e0 = std::min(n_split, b0 + chunk);
       if (b0 >= e0) return;
-      T* dst = t == 0 ? dws : partials + (t - 1) * wsize;
+      T* dst = t == 0 ? dw0 : partials + (t - 1) * wsize;
       T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
-      for (int64_t n = b0; n < e0; ++n) backward_weight_image(g, xs, gs, dst, n, n == b0, cols, 1);
+      for (int64_t n = b0; n < e0; ++n) backward_weight_image(g, xs, gs, dst, n, n == b0, cols, 1, tsp);
     });
   }
-  // Threads [1, used) wrote a partial; thread 0 wrote dw whenever n_split > 0 (its chunk is not empty).
+  // Threads [1, used) wrote a partial; thread 0 wrote dw0 whenever n_split > 0 (its chunk is not empty).
   const int64_t chunk = team > 0 ? (n_split + team - 1) / team : 1;
   const int used = team > 0 ? static_cast<int>(std::min<int64_t>(team, (n_split + chunk - 1) / chunk)) : 0;
   bool dw_written = n_split > 0;
   if (n_split < g.d.N) {
     T* cols = ce ? workspace_as<T>(ce, kSlotCols) : nullptr;
     for (int64_t n = n_split; n < g.d.N; ++n) {
-      backward_weight_image(g, xs, gs, dws, n, !dw_written, cols, nt);
+      backward_weight_image(g, xs, gs, dw0, n, !dw_written, cols, nt, tsp);
       dw_written = true;
     }
+  }
+  if (taps) {  // dw[o][c][t] = the sum over the threads' [o][t][c]
+    const int64_t Cg = g.d.Cg, KK = g.d.KH * g.d.KW;
+    maybe_parallel(g.d.OC, nt, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t t = 0; t < KK; ++t)
+          for (int64_t c = 0; c < Cg; ++c) {
+            const int64_t e = o * g.K + t * Cg + c;
+            T v = dw0[e];
+            for (int u = 1; u < used; ++u) v += partials[(u - 1) * wsize + e];
+            dws[(o * Cg + c) * KK + t] = v;
+          }
+    });
+    return true;
   }
   if (used > 1) {
     maybe_parallel(wsize, nt, [&](int64_t e0, int64_t e1) {

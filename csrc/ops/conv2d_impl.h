@@ -60,6 +60,39 @@ bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tenso
 bool backward_data_gemm(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 bool backward_weight_gemm(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
 
+// The channel-last, zero-bordered copy of one image-group that the indirect forward reads and the
+// weight gradient's tap-major packer copies from: xt[((h + pad_h) * Wp + w + pad_w) * cs + c] =
+// xg[c][h][w] for c < Cg (Wp = W + 2 pad_w; the border pixels zero, the channels past Cg unset).
+// cs: channel_last_stride(Cg), Cg rounded up to whole 64-byte lines, and to an odd number of them
+// (rows one pixel apart then spread over L1's sets).
+inline int64_t channel_last_stride(int64_t cg) {
+  const int64_t lines = (cg + 15) / 16;
+  return (lines % 2 ? lines : lines + 1) * 16;
+}
+template <class T>
+void channel_last(const Dims& d, const Conv2dParams& p, int64_t cs, const T* xg, T* xt) {
+  const int64_t ph = p.pad_h, pw = p.pad_w, Hp = d.H + 2 * ph, Wp = d.W + 2 * pw;
+  for (int64_t h = 0; h < Hp; ++h) {
+    const bool inside = h >= ph && h < ph + d.H;
+    for (int64_t w = 0; w < Wp; ++w)
+      if (!inside || w < pw || w >= pw + d.W) std::fill(xt + (h * Wp + w) * cs, xt + (h * Wp + w) * cs + d.Cg, T(0));
+  }
+  // 8 channels at a time: 8 source rows read side by side, each destination pixel written 8
+  // channels at a time
+  const int64_t HW = d.H * d.W;
+  for (int64_t c0 = 0; c0 < d.Cg; c0 += 8) {
+    const int64_t cn = std::min<int64_t>(8, d.Cg - c0);
+    for (int64_t h = 0; h < d.H; ++h) {
+      T* row = xt + ((h + ph) * Wp + pw) * cs + c0;
+      const T* src = xg + c0 * HW + h * d.W;
+      for (int64_t w = 0; w < d.W; ++w) {
+        T* dst = row + w * cs;
+        for (int64_t c = 0; c < cn; ++c) dst[c] = src[c * HW + w];
+      }
+    }
+  }
+}
+
 // Runs f(t, T) on up to nt threads; an exception in any thread is rethrown here (an exception must
 // not leave an OpenMP region).
 template <class F>

@@ -34,44 +34,12 @@ constexpr int kSlotTaps = 1;     // the taps' offsets in that copy
 constexpr std::size_t kMaxImageBytes = std::size_t(64) << 20;  // per thread; beyond it, decline
 constexpr int kTileRows = 6, kTileCols = 16;
 
-// The channel stride of the channel-last copy: Cg rounded up to whole 64-byte lines, and to an odd
-// number of them, so the six pixels' rows (and one pixel's taps) spread over L1's sets.
-int64_t channel_stride(int64_t cg) {
-  const int64_t lines = (cg + 15) / 16;
-  return (lines % 2 ? lines : lines + 1) * 16;
-}
-
 struct Layout {
   int64_t Hp, Wp, cs;  // the copy: [Hp][Wp][cs], the image-group inside a border of pad zeros
 };
 
 Layout layout(const Dims& d, const Conv2dParams& p) {
-  return {d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_stride(d.Cg)};
-}
-
-// xt[(h + ph) * Wp + w + pw][c] = x[c][h][w] for c < Cg; the border pixels are zero, the channels
-// past Cg are never read.
-void channel_last(const Dims& d, const Conv2dParams& p, const Layout& L, const float* xg, float* xt) {
-  const int64_t ph = p.pad_h, pw = p.pad_w, cs = L.cs;
-  for (int64_t h = 0; h < L.Hp; ++h) {
-    const bool inside = h >= ph && h < ph + d.H;
-    for (int64_t w = 0; w < L.Wp; ++w)
-      if (!inside || w < pw || w >= pw + d.W) std::memset(xt + (h * L.Wp + w) * cs, 0, sizeof(float) * d.Cg);
-  }
-  // 8 channels x 8 pixels at a time: each source row read in runs, each destination pixel written
-  // 8 channels at a time
-  const int64_t HW = d.H * d.W;
-  for (int64_t c0 = 0; c0 < d.Cg; c0 += 8) {
-    const int64_t cn = std::min<int64_t>(8, d.Cg - c0);
-    for (int64_t h = 0; h < d.H; ++h) {
-      float* row = xt + ((h + ph) * L.Wp + pw) * cs + c0;
-      const float* src = xg + c0 * HW + h * d.W;
-      for (int64_t w = 0; w < d.W; ++w) {
-        float* dst = row + w * cs;
-        for (int64_t c = 0; c < cn; ++c) dst[c] = src[c * HW + w];
-      }
-    }
-  }
+  return {d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_last_stride(d.Cg)};
 }
 
 }  // namespace
@@ -165,7 +133,7 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
       const int64_t* toff = taps_table();
       for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
         for (int64_t g = 0; g < d.G; ++g) {
-          channel_last(d, p, L, xg_of(n, g), xt);
+          channel_last(d, p, L.cs, xg_of(n, g), xt);
           run_strips(xt, toff, n, g, 0, strips);
         }
     });
@@ -174,7 +142,7 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
     float* xt = workspace_as<float>(image_elems, kSlotImage);
     for (int64_t n = n_split; n < d.N; ++n)
       for (int64_t g = 0; g < d.G; ++g) {
-        channel_last(d, p, L, xg_of(n, g), xt);
+        channel_last(d, p, L.cs, xg_of(n, g), xt);
         run_threads(nt, [&](int t, int T) {
           const int64_t chunk = (strips + T - 1) / T, s0 = t * chunk, s1 = std::min(strips, s0 + chunk);
           run_strips(xt, taps_table(), n, g, s0, s1);
