@@ -5,9 +5,9 @@ timings behind the README's "what changed" ratios.
                                   [--threads 1] [--repeats 15]
 
 The environment variable (one of the run-time route switches the kernels read on every call:
-CONVKIT_GEMM_NARROW, CONVKIT_CONV_FUSED, CONVKIT_CONV_BWD_AS_FWD, CONVKIT_CONV_INDIRECT) is set to value A,
-then B, before each sample, so both sides see the same host; each sample is a warm call (one untimed call
-first).
+CONVKIT_GEMM_NARROW, CONVKIT_CONV_FUSED, CONVKIT_CONV_BWD_AS_FWD, CONVKIT_CONV_INDIRECT,
+CONVKIT_CONV_WGRAD_TAPS) is set to value A, then B, before each sample, so both sides see the same host;
+each sample is a warm call (one untimed call first).
 Prints the median time of each side and the median of the per-pair ratios B / A (below 1: B is
 faster). convkit only; `python -m convkit.bench` compares with PyTorch.
 """
