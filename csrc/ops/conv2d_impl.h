@@ -5,6 +5,9 @@
 //   conv2d_direct.cpp  forward, backward data and weight: register-blocked direct convolution (AVX2
 //                      kernels in conv2d_direct_avx2.cpp) for float, stride-1 convs with few output
 //                      channels per group, where im2col + GEMM would spend most of its time copying.
+//   conv2d_indirect.cpp forward only: an indirect GEMM (6-pixel x 16-channel AVX2 tiles reading the
+//                      input in place from a channel-last copy) for float32 kernels of 25+ taps; the
+//                      GEMM path's data gradient also runs through it when it takes the flipped problem.
 //   conv2d_gemm.cpp    im2col (skipped for 1x1 stride-1 unpadded convs) + convkit::gemm; declines
 //                      only when its scratch would be unreasonably large.
 //   conv2d_ref.cpp     plain loops straight from the formula in conv2d.h. Handles every shape; it is
