@@ -4,8 +4,8 @@
 //
 // Why: the GEMM path packs every input value KH * KW times into the microkernel's B panels (an
 // im2col per image, 8% of AlexNet conv2's forward time), and with the weights as its A operand a
-// layer whose weights exceed L2 (conv3: 3.5 MB) streams them from memory again for every few
-// 16-pixel strips, the first strip of each block running at half speed. Here the output is
+// layer whose weights exceed L2 (AlexNet conv2: 1.2 MB) streams them from memory again for every
+// few 16-pixel strips, the first strip of each block running up to 1.5x slower. Here the output is
 // computed pixel-major instead: a tile is 6 output pixels x 16 output channels; its A values are
 // read in place from a channel-last, zero-bordered copy of the image-group (one copy, not KH * KW),
 // six pixels through six pointers, and its B values are the 16 channels' weights packed once per
