@@ -1158,7 +1158,7 @@ bool backward_data_t(const Tensor& dy, const Tensor& w, const Tensor& dx, const 
 // weight gradient). The GEMM then writes dW with its columns in the same order, [OC][KH*KW][Cg], and
 // the caller puts them back in dw's [OC][Cg][KH][KW] at the end.
 struct TapsSource {
-  int64_t Wp, cs;        // the channel-last copy: [Hp][Wp][cs]
+  ChannelLast L;         // the channel-last copy
   const int64_t* toff;   // [KK]: tap t's offset from a pixel's window origin, in values
 };
 
@@ -1180,7 +1180,7 @@ void pack_taps_cl(const Geometry& g, const TapsSource& ts, const T* xt, int64_t 
     const bool whole = runs == 1 && cnt == NR;
     int64_t oh = p0 / d.OW, ow = p0 % d.OW;
     for (int64_t k = 0; k < kc; ++k) {
-      const T* px = xt + (oh * sh * ts.Wp + ow * sw) * ts.cs;
+      const T* px = xt + (oh * sh * ts.L.Wp + ow * sw) * ts.L.cs;
       T* dk = dst + k * NR;
       if (whole) {
         std::memcpy(dk, px + run_off[0], sizeof(T) * NR);
@@ -1221,8 +1221,8 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       continue;
     }
     if (taps) {  // tap-major columns, from the channel-last copy (see pack_taps_cl)
-      T* xt = workspace_as<T>(static_cast<std::size_t>((d.H + 2 * g.p.pad_h) * taps->Wp * taps->cs), kSlotCols);
-      channel_last(d, g.p, taps->cs, xg, xt);
+      T* xt = workspace_as<T>(static_cast<std::size_t>(taps->L.elems()), kSlotCols);
+      channel_last(d, g.p, taps->L.cs, xg, xt);
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
         by_panel_width(
             nr, [&](auto w) { pack_taps_cl<T, decltype(w)::value>(g, *taps, xt, p0, kc, j0, nc, dst); },
@@ -1272,11 +1272,9 @@ bool backward_weight_t(const Tensor& x, const Tensor& dy, const Tensor& dw, cons
   const std::size_t ce = taps || fused_forward(g, false, sizeof(T)) ? 0 : band_cols_elems(g, sizeof(T));  // fused: no cols
   TapsSource ts{};
   if (taps) {
-    const Dims& d = g.d;
-    ts.Wp = d.W + 2 * p.pad_w, ts.cs = channel_last_stride(d.Cg);
-    int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(d.KH * d.KW), kSlotTaps);
-    for (int64_t kh = 0; kh < d.KH; ++kh)
-      for (int64_t kw = 0; kw < d.KW; ++kw) toff[kh * d.KW + kw] = (kh * p.dil_h * ts.Wp + kw * p.dil_w) * ts.cs;
+    ts.L = channel_last_layout(g.d, p);
+    int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(g.d.KH * g.d.KW), kSlotTaps);
+    channel_last_taps(g.d, p, ts.L, toff);
     ts.toff = toff;
   }
   const TapsSource* tsp = taps ? &ts : nullptr;

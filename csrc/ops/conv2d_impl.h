@@ -72,6 +72,18 @@ inline int64_t channel_last_stride(int64_t cg) {
   const int64_t lines = (cg + 15) / 16;
   return (lines % 2 ? lines : lines + 1) * 16;
 }
+struct ChannelLast {
+  int64_t Hp, Wp, cs;  // the copy: [Hp][Wp][cs]
+  int64_t elems() const { return Hp * Wp * cs; }
+};
+inline ChannelLast channel_last_layout(const Dims& d, const Conv2dParams& p) {
+  return {d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_last_stride(d.Cg)};
+}
+// toff[kh * KW + kw]: kernel tap (kh, kw)'s offset in the copy from a pixel's window origin.
+inline void channel_last_taps(const Dims& d, const Conv2dParams& p, const ChannelLast& L, int64_t* toff) {
+  for (int64_t kh = 0; kh < d.KH; ++kh)
+    for (int64_t kw = 0; kw < d.KW; ++kw) toff[kh * d.KW + kw] = (kh * p.dil_h * L.Wp + kw * p.dil_w) * L.cs;
+}
 template <class T>
 void channel_last(const Dims& d, const Conv2dParams& p, int64_t cs, const T* xg, T* xt) {
   const int64_t ph = p.pad_h, pw = p.pad_w, Hp = d.H + 2 * ph, Wp = d.W + 2 * pw;

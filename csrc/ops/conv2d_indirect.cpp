@@ -34,14 +34,6 @@ constexpr int kSlotTaps = 1;     // the taps' offsets in that copy
 constexpr std::size_t kMaxImageBytes = std::size_t(64) << 20;  // per thread; beyond it, decline
 constexpr int kTileRows = 6, kTileCols = 16;
 
-struct Layout {
-  int64_t Hp, Wp, cs;  // the copy: [Hp][Wp][cs], the image-group inside a border of pad zeros
-};
-
-Layout layout(const Dims& d, const Conv2dParams& p) {
-  return {d.H + 2 * p.pad_h, d.W + 2 * p.pad_w, channel_last_stride(d.Cg)};
-}
-
 }  // namespace
 
 // CONVKIT_CONV_INDIRECT=0 / 1: never / whenever the shape allows (the tests run both ways).
@@ -61,7 +53,7 @@ bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype) {
   // channels per group 0.85-0.94 of the time (AlexNet conv2 0.88-0.95), 7 x 7 with 32 0.77-0.81;
   // 3 x 3 layers 0.95-1.03 and AlexNet conv3-conv5 1.01-1.04, so they keep the GEMM path.
   if (!forced && (KK < 25 || d.Cg < 16 || d.Cg * KK > 4096 || P < 2 * kTileRows)) return false;
-  const Layout L = layout(d, p);
+  const ChannelLast L = channel_last_layout(d, p);
   return double(L.Hp) * double(L.Wp) * double(L.cs) * sizeof(float) <= double(kMaxImageBytes);
 #else
   (void)d, (void)p, (void)dtype;
@@ -74,7 +66,7 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
   const Dims d = dims_of(x, w, y, p);
   if (!indirect_takes(d, p, x.dtype)) return false;
   const int64_t KK = d.KH * d.KW, P = d.OH * d.OW;
-  const Layout L = layout(d, p);
+  const ChannelLast L = channel_last_layout(d, p);
 
   const float* xs = x.ptr<float>();
   const float* ws = w.ptr<float>();
@@ -95,14 +87,10 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
     }
   });
 
-  // tap t = (kh, kw): its offset from a pixel's window origin in the copy
-  auto taps_table = [&]() {
-    int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(KK), kSlotTaps);
-    for (int64_t kh = 0; kh < d.KH; ++kh)
-      for (int64_t kw = 0; kw < d.KW; ++kw)
-        toff[kh * d.KW + kw] = (kh * p.dil_h * L.Wp + kw * p.dil_w) * L.cs;
-    return toff;
-  };
+  // tap t = (kh, kw): its offset from a pixel's window origin in the copy (the calling thread's
+  // table, read by all)
+  int64_t* toff = workspace_as<int64_t>(static_cast<std::size_t>(KK), kSlotTaps);
+  channel_last_taps(d, p, L, toff);
   // strips [s0, s1) of image n, group g, from the copy xt
   auto run_strips = [&](const float* xt, const int64_t* toff, int64_t n, int64_t g, int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
@@ -123,14 +111,13 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
       }
     }
   };
-  const std::size_t image_elems = static_cast<std::size_t>(L.Hp * L.Wp * L.cs);
+  const std::size_t image_elems = static_cast<std::size_t>(L.elems());
   auto xg_of = [&](int64_t n, int64_t g) { return xs + (n * d.C + g * d.Cg) * d.H * d.W; };
   const int64_t n_split = nt > 1 ? d.N / nt * nt : d.N;
   if (n_split > 0) {
     std::atomic<int64_t> next{0};
     run_threads(nt, [&](int, int) {
       float* xt = workspace_as<float>(image_elems, kSlotImage);
-      const int64_t* toff = taps_table();
       for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < n_split;)
         for (int64_t g = 0; g < d.G; ++g) {
           channel_last(d, p, L.cs, xg_of(n, g), xt);
@@ -145,7 +132,7 @@ bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const T
         channel_last(d, p, L.cs, xg_of(n, g), xt);
         run_threads(nt, [&](int t, int T) {
           const int64_t chunk = (strips + T - 1) / T, s0 = t * chunk, s1 = std::min(strips, s0 + chunk);
-          run_strips(xt, taps_table(), n, g, s0, s1);
+          run_strips(xt, toff, n, g, s0, s1);
         });
       }
   }
