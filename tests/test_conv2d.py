@@ -869,6 +869,48 @@ def test_gradients(impl, kw, rng):
         check_conv_gradients(x, w, b, kw)
 
 
+@pytest.mark.parametrize("kw", [dict(stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=2), dict(padding=2)])
+def test_gradients_tap_major_weight_gradient(kw, rng):
+    # the weight gradient with tap-major columns (forced; float64 runs it too) against finite
+    # differences, on odd shapes: a 5 x 3 kernel, stride, dilation, groups, 5 channels per group (runs
+    # of one tap's channels that end inside a strip)
+    ws = (4, 5, 5, 3) if kw.get("groups") else (3, 5, 5, 5)
+    xs = (2, 10, 9, 7) if kw.get("groups") else (2, 5, 7, 6)
+    x, w, b = random_problem(rng, xs, ws, np.float64)
+    with cpu_impl("gemm"), env("CONVKIT_CONV_WGRAD_TAPS", "1"):
+        check_conv_gradients(x, w, b, kw)
+
+
+@pytest.mark.skipif(not indirect_runs, reason="the indirect forward runs on AVX2 only")
+def test_gradients_through_the_indirect_forward(rng):
+    # float32 (the only dtype the indirect tile takes): the forward, and the data gradient run as a
+    # forward (a "same" 5 x 5 convolution: both through the indirect tile), against central
+    # differences of that forward. The convolution is linear in each input, so a large step has no
+    # truncation error and the float32 rounding of the loss stays far below the tolerance.
+    x, w, b = random_problem(rng, (2, 16, 7, 9), (16, 16, 5, 5), np.float64)
+    kw = dict(padding=2)
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    with cpu_impl("gemm"), indirect("1"), env("CONVKIT_CONV_BWD_AS_FWD", "1"):
+        check_gradients(
+            lambda x, w, b: F.conv2d(f32(x), f32(w), f32(b), **kw),
+            lambda dy, x, w, b: (F.conv2d_backward_data(f32(dy), f32(w), x.shape, **kw),
+                                 F.conv2d_backward_weight(f32(x), f32(dy), w.shape, **kw),
+                                 F.conv2d_backward_bias(f32(dy))),
+            [x, w, b], names=["x", "weight", "bias"], eps=0.5, rtol=1e-4, atol=1e-3)
+
+
+def test_forced_routes_still_check_their_input():
+    # with the new routes forced on, bad input is still refused by the argument checks, before any
+    # route runs: mismatched channels, a float64 weight with float32 input, a non-contiguous view
+    x = np.ones((1, 16, 9, 9), np.float32)
+    with indirect("1"), env("CONVKIT_CONV_WGRAD_TAPS", "1"):
+        assert_raises(ValueError, r"conv2d", F.conv2d, x, np.ones((16, 8, 5, 5), np.float32))
+        assert_raises(TypeError, r"conv2d", F.conv2d, x, np.ones((16, 16, 5, 5), np.float64))
+        assert_raises(ValueError, r"contiguous", F.conv2d, x[:, :, ::2], np.ones((16, 16, 5, 5), np.float32))
+        assert_raises(ValueError, r"conv2d_backward_weight", F.conv2d_backward_weight, x,
+                      np.ones((1, 16, 4, 4), np.float32), (16, 16, 5, 5), padding=2)
+
+
 @pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=2, dilation=2)])
 def test_gradients_data_as_forward(kw, rng):
     # the data gradient through conv2d_gemm.cpp's forward route (forced), against finite differences
