@@ -38,8 +38,9 @@ LAYERS = {"conv1": (3, 227, 96, 11, 0, 1, 4), "conv2": (96, 27, 256, 5, 2, 2, 1)
 
 
 def inputs(layer, batch=32):
-    """Random float32 arrays for an AlexNet layer: x, w, b, dy, the call's keywords and its FLOPs."""
-    c, h, oc, k, pad, groups, stride = LAYERS[layer]
+    """Random float32 arrays for an AlexNet layer (a name of LAYERS, or a tuple C, H, OC, kernel,
+    padding, groups, stride): x, w, b, dy, the call's keywords and its FLOPs."""
+    c, h, oc, k, pad, groups, stride = LAYERS[layer] if isinstance(layer, str) else layer
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
     w = (rng.standard_normal((oc, c // groups, k, k), dtype=np.float32) * 0.05).astype(np.float32)

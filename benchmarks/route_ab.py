@@ -2,7 +2,10 @@
 timings behind the README's "what changed" ratios.
 
     python benchmarks/route_ab.py CONVKIT_GEMM_NARROW 0 1 [--layers conv2,conv3] [--passes fwd,bwd_data]
-                                  [--threads 1] [--repeats 15]
+                                  [--threads 1] [--repeats 15] [--batch 32]
+
+--layers takes AlexNet's layer names or other layers as C:H:OC:K:PAD:GROUPS:STRIDE (H = W, a K x K
+kernel), e.g. --layers 64:56:64:3:1:1:1,32:28:64:7:3:1:1 --batch 8.
 
 The environment variable (one of the run-time route switches the kernels read on every call:
 CONVKIT_GEMM_NARROW, CONVKIT_CONV_FUSED, CONVKIT_CONV_BWD_AS_FWD, CONVKIT_CONV_INDIRECT,
@@ -43,7 +46,13 @@ def main(argv=None):
     try:
         for layer in args.layers.split(","):
             if layer not in LAYERS:
-                ap.error(f"unknown layer {layer!r}; choose from {', '.join(LAYERS)}")
+                try:
+                    spec = tuple(int(v) for v in layer.split(":"))
+                except ValueError:
+                    spec = ()
+                if len(spec) != 7 or min(spec) < 0 or min(spec[:4]) < 1 or spec[5] < 1 or spec[6] < 1:
+                    ap.error(f"unknown layer {layer!r}; choose from {', '.join(LAYERS)} or give C:H:OC:K:PAD:GROUPS:STRIDE")
+                layer = spec
             passes, flops = problem(layer, args.batch)
             for name in args.passes.split(","):
                 if name not in passes:
@@ -57,7 +66,8 @@ def main(argv=None):
                         fn()
                         times[value].append(time.perf_counter() - t0)
                 ta, tb = np.array(times[args.a]), np.array(times[args.b])
-                print(f"{args.threads}t {layer} {name}: {args.var}={args.a} {1e3 * np.median(ta):.1f} ms "
+                label = layer if isinstance(layer, str) else ":".join(map(str, layer))
+                print(f"{args.threads}t {label} {name}: {args.var}={args.a} {1e3 * np.median(ta):.1f} ms "
                       f"({flops / np.median(ta) / 1e9:.0f} GFLOP/s)  {args.var}={args.b} {1e3 * np.median(tb):.1f} ms "
                       f"({flops / np.median(tb) / 1e9:.0f} GFLOP/s)  ratio B/A {np.median(tb / ta):.3f}", flush=True)
     finally:

@@ -1195,9 +1195,9 @@ void pack_taps_cl(const Geometry& g, const TapsSource& ts, const T* xt, int64_t 
 
 // Taken for kernels of 25 taps or more with 16-64 channels per group, whole 16-channel runs:
 // interleaved against the usual packers, AlexNet conv2's weight gradient 0.92-0.98 of the time at 1
-// and 2 threads, batch 8-32 (a 5 x 5 layer with 48 channels 0.95-0.99, 7 x 7 with 32 0.96); with 96
-// channels 0.99-1.00, 128 1.03-1.04, 3 x 3 layers and AlexNet conv3-conv5 1.01-1.07, and AlexNet
-// conv1 (3 channels: runs of 3 values) 1.19-1.33: those keep the usual packers. Every dW value is
+// and 2 threads, batch 8-32 (a 5 x 5 layer with 48 channels 0.95-0.99, 7 x 7 with 32 0.96-0.97); with 96
+// channels 0.99-1.01, 128 1.03-1.05, 3 x 3 layers and AlexNet conv3-conv5 1.00-1.07, and AlexNet
+// conv1 (3 channels: runs of 3 values) 1.19-1.35: those keep the usual packers. Every dW value is
 // the same sum in the same order either way (only its column moves), so the results are identical.
 // CONVKIT_CONV_WGRAD_TAPS=0 / 1 forces it off / on (1 x 1 convolutions are one GEMM either way).
 bool wgrad_taps(const Geometry& g) {

@@ -50,8 +50,8 @@ bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype) {
   // value 25+ times; channels enough per tap for the k loop to run long; one strip's weights
   // (KK * Cg * 16 floats) within about half of L2; and more than a couple of pixel tiles.
   // Interleaved against the GEMM path (1 thread; 2 threads alike): 5 x 5 layers with 32-128
-  // channels per group 0.85-0.94 of the time (AlexNet conv2 0.88-0.95), 7 x 7 with 32 0.77-0.81;
-  // 3 x 3 layers 0.95-1.03 and AlexNet conv3-conv5 1.01-1.04, so they keep the GEMM path.
+  // channels per group 0.85-0.94 of the time (AlexNet conv2 0.88-0.95), 7 x 7 with 32 0.77-0.83;
+  // 3 x 3 layers 0.95-1.04 and AlexNet conv3-conv5 1.01-1.04, so they keep the GEMM path.
   if (!forced && (KK < 25 || d.Cg < 16 || d.Cg * KK > 4096 || P < 2 * kTileRows)) return false;
   const ChannelLast L = channel_last_layout(d, p);
   return double(L.Hp) * double(L.Wp) * double(L.cs) * sizeof(float) <= double(kMaxImageBytes);
