@@ -75,6 +75,11 @@ void* workspace(std::size_t bytes, int slot) {
 
 // ---- CPU instruction set ------------------------------------------------------------------------
 
+static bool avx512_emulated_requested() {
+  const char* s = std::getenv("CONVKIT_ISA");
+  return s && !std::strcmp(s, "avx512-emulated");
+}
+
 static Isa detect_isa() {
   Isa best = Isa::Generic;
 #if defined(__x86_64__) || defined(_M_X64)
@@ -89,6 +94,7 @@ static Isa detect_isa() {
     if (!std::strcmp(s, "generic")) cap = Isa::Generic;
     else if (!std::strcmp(s, "avx2")) cap = Isa::Avx2;
     else if (!std::strcmp(s, "avx512")) cap = Isa::Avx512;
+    else if (!std::strcmp(s, "avx512-emulated")) cap = Isa::Avx2;  // see route_isa
     if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
   }
   return best;
@@ -96,6 +102,11 @@ static Isa detect_isa() {
 
 Isa cpu_isa() {
   static const Isa isa = detect_isa();
+  return isa;
+}
+
+Isa route_isa() {
+  static const Isa isa = cpu_isa() == Isa::Avx2 && avx512_emulated_requested() ? Isa::Avx512 : cpu_isa();
   return isa;
 }
 

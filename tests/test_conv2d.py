@@ -505,8 +505,9 @@ def indirect(mode):
     return env("CONVKIT_CONV_INDIRECT", mode)
 
 
-# the route runs on AVX2 only (not on AVX-512, nor with CONVKIT_ISA=generic: the GEMM path runs there)
-indirect_runs = convkit.info()["cpu_isa"] == "avx2"
+# the route runs on AVX2 only (not on AVX-512, nor with CONVKIT_ISA=generic or avx512-emulated: the GEMM
+# path runs there)
+indirect_runs = convkit.info()["route_isa"] == "avx2"
 
 
 @st.composite

@@ -300,6 +300,75 @@ def test_generic_isa_path():
     assert "generic ok" in r.stdout
 
 
+EMULATED_SCRIPT = textwrap.dedent("""
+    import itertools, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import convkit
+    import convkit.functional as F
+    from convkit import _core
+    import test_gemm as t
+    assert (_core.cpu_isa(), _core.route_isa()) == ("avx2", "avx512"), (_core.cpu_isa(), _core.route_isa())
+    rng = np.random.default_rng(0)
+    for dt in t.DTYPES:
+        for (M, N, K), ta, tb in itertools.product(t.SHAPES + [(200, 50, 256), (25, 70, 400)], [False, True],
+                                                   [False, True]):
+            t.run_gemm(rng, dt, M, N, K, ta, tb, alpha=1.5, beta=0.0, pad=(1, 2, 3))
+            t.run_gemm(rng, dt, M, N, K, ta, tb, alpha=-1.0, beta=0.5)
+    x, w = np.load({x!r}), np.load({w!r})
+    np.save({out!r}, np.asarray(F.conv2d(x, w, None)))
+    print("emulated ok")
+""")
+
+
+@pytest.mark.skipif(_core.cpu_isa() == "generic", reason="no AVX2 here: nothing to emulate AVX-512's routes with")
+def test_avx512_routes_emulated(tmp_path):
+    """CONVKIT_ISA=avx512-emulated: an AVX-512 machine's GEMM tiles (12 x 32 / 12 x 16) and blocks in AVX2 code,
+    the paths the AVX-512 microkernels are called from; the GEMMs against the float64 reference, and a
+    convolution whose K blocks differ from the AVX2 ones (K = 256: one block of 256 here, two of 128 there)
+    against the reference and, as proof that the other route ran, not bit for bit the same as here (on an
+    AVX-512 CPU: bit for bit the same, its own kernels doing the same sums in the same order)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 256, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((192, 256, 1, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    out = tmp_path / "y.npy"
+    script = EMULATED_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), x=str(tmp_path / "x.npy"),
+                                    w=str(tmp_path / "w.npy"), out=str(out))
+    env = dict(os.environ, CONVKIT_ISA="avx512-emulated")
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "emulated ok" in r.stdout
+    there = np.load(out)
+    ref = np.einsum("nchw,oc->nohw", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
+    # float32 sums of 256 products of unit normals (|value| ~ 16): K * eps32 * max|x w| bounds the error
+    np.testing.assert_allclose(there, ref, rtol=0, atol=256 * 1.2e-7 * np.abs(x).max() * np.abs(w).max())
+    import convkit.functional as F
+    here = np.asarray(F.conv2d(x, w, None))
+    if _core.route_isa() == "avx2":
+        assert not np.array_equal(here, there)
+    elif _core.route_isa() == "avx512":  # an AVX-512 CPU: its own kernels give the emulation's bits
+        assert np.array_equal(here, there)
+
+
+@pytest.mark.parametrize("value", ["avx3", "AVX2", ""])
+def test_isa_request_not_understood(value):
+    """A CONVKIT_ISA the core does not know is ignored, and import says so instead of running on silently."""
+    def isa_of_child(env):
+        r = subprocess.run([sys.executable, "-c", "import convkit; print(convkit.info()['cpu_isa'])"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout.strip(), r.stderr
+
+    unset = {k: v for k, v in os.environ.items() if k != "CONVKIT_ISA"}
+    best, quiet = isa_of_child(unset)
+    got, err = isa_of_child(dict(unset, CONVKIT_ISA=value))
+    assert "CONVKIT_ISA" not in quiet
+    assert f"CONVKIT_ISA={value!r} is not one of generic, avx2, avx512, avx512-emulated: ignored" in err
+    assert got == best  # the machine's best, as if unset
+
+
 FEWER_THREADS_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np

@@ -10,8 +10,17 @@ namespace convkit {
 enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
 
 // The best ISA this CPU supports, capped by $CONVKIT_ISA (generic|avx2|avx512) when set. Decided
-// once per process; tests force the plain path with CONVKIT_ISA=generic.
+// once per process; tests force the plain path with CONVKIT_ISA=generic. The instructions the
+// kernels may use.
 Isa cpu_isa();
+// The ISA whose routes the kernels take: the GEMM's register-block shape and cache blocks, and the
+// routes that exist for one ISA only (the AVX2 indirect convolution). cpu_isa() unless
+// CONVKIT_ISA=avx512-emulated on a CPU with AVX2 (with or without AVX-512): then avx512, while
+// cpu_isa() is avx2, so an AVX2 machine runs every choice an AVX-512 machine makes (its 12 x 32 /
+// 12 x 16 GEMM tiles computed by AVX2 code, the same sums in the same order) and the tests cover
+// those paths where no AVX-512 CPU is at hand. Only the AVX-512 microkernels' own instructions stay
+// untested then.
+Isa route_isa();
 const char* isa_name(Isa);
 
 // ---- CUDA runtime (implemented in cuda/runtime.cu; stubs when built without CUDA) --------------

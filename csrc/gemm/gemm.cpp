@@ -10,7 +10,9 @@
 //                          convkit::cpu_isa(): AVX-512 12x32 / 12x16, AVX2+FMA 6x16 / 6x8, or the
 //                          portable 4x8 / 4x4 written in plain C++ (CONVKIT_ISA=generic forces it);
 //                          AVX2 float also has kernels for the edges (gemm_internal.h): short last
-//                          panels, last strips of 8-9 or 1-2 columns
+//                          panels, last strips of 8-9 or 1-2 columns; AVX-512 a half-width tile for
+//                          last strips of up to half its width. CONVKIT_ISA=avx512-emulated runs
+//                          AVX-512's shapes and choices in AVX2 code (runtime.h's route_isa)
 //
 // Blocked driver (the BLIS loop order):
 //   for jc over N in NC columns:          B block  [KC x NC] packed into NR-wide micro-panels (L3)
@@ -66,6 +68,7 @@ struct Kernel {
   gemm_detail::Column<T> column = nullptr;        // optional, see gemm_internal.h
   gemm_detail::EdgeRows2<T> edge_rows2 = nullptr;  // optional, see gemm_internal.h
   int edge2_rows = 0;                              // edge_rows2 takes 1 .. edge2_rows rows
+  gemm_detail::HalfCols<T> half_cols = nullptr;    // optional, see gemm_internal.h
 };
 
 // ---- portable microkernel -------------------------------------------------------------------------
@@ -124,11 +127,25 @@ void ukernel_portable(int64_t kc, const T* __restrict a, const T* __restrict b, 
 
 template <class T> Kernel<T> pick_kernel();
 
+// AVX-512's tile (12 rows x nr) and blocks with its half-width edge tile: its own kernels (fn, half) on an
+// AVX-512 CPU, their AVX2 instantiations where AVX-512 is only emulated (runtime.h's route_isa).
+template <class T>
+Kernel<T> avx512_shape(gemm_detail::Ukernel<T> fn, gemm_detail::HalfCols<T> half, gemm_detail::Ukernel<T> fn_avx2,
+                       gemm_detail::HalfCols<T> half_avx2, int nr, int64_t mc) {
+  const bool real = cpu_isa() == Isa::Avx512;
+  Kernel<T> k{real ? fn : fn_avx2, 12, nr, mc, 192, 3072};
+  k.half_cols = real ? half : half_avx2;
+  return k;
+}
+
 template <>
 Kernel<float> pick_kernel<float>() {
 #if defined(__x86_64__) || defined(_M_X64)
-  switch (cpu_isa()) {
-    case Isa::Avx512: return {gemm_detail::sgemm_ukernel_avx512_12x32, 12, 32, 144, 192, 3072};
+  switch (route_isa()) {  // with AVX-512 emulated (runtime.h): its shape and blocks, AVX2 code
+    case Isa::Avx512:
+      return avx512_shape<float>(gemm_detail::sgemm_ukernel_avx512_12x32, gemm_detail::sgemm_ukernel_avx512_12x16_of32,
+                                 gemm_detail::sgemm_ukernel_avx2_12x32, gemm_detail::sgemm_ukernel_avx2_12x16_of32,
+                                 32, 144);
     case Isa::Avx2: {
       Kernel<float> k{gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072};
       k.edge_rows = gemm_detail::sgemm_ukernel_avx2_rows_x16;
@@ -148,8 +165,11 @@ Kernel<float> pick_kernel<float>() {
 template <>
 Kernel<double> pick_kernel<double>() {
 #if defined(__x86_64__) || defined(_M_X64)
-  switch (cpu_isa()) {
-    case Isa::Avx512: return {gemm_detail::dgemm_ukernel_avx512_12x16, 12, 16, 72, 192, 3072};
+  switch (route_isa()) {
+    case Isa::Avx512:
+      return avx512_shape<double>(gemm_detail::dgemm_ukernel_avx512_12x16, gemm_detail::dgemm_ukernel_avx512_12x8_of16,
+                                  gemm_detail::dgemm_ukernel_avx2_12x16, gemm_detail::dgemm_ukernel_avx2_12x8_of16,
+                                  16, 72);
     case Isa::Avx2: return {gemm_detail::dgemm_ukernel_avx2_6x8, 6, 8, 72, 256, 3072};
     case Isa::Generic: break;
   }
@@ -346,7 +366,7 @@ template <class T>
 Kernel<T> product_kernel(const Kernel<T>& kn) {
   Kernel<T> k = kn;
   const char* e = std::getenv("CONVKIT_GEMM_NARROW");
-  if (e && e[0] == '0') k.half_pair = nullptr, k.column = nullptr, k.edge_rows2 = nullptr;
+  if (e && e[0] == '0') k.half_pair = nullptr, k.column = nullptr, k.edge_rows2 = nullptr, k.half_cols = nullptr;
   return k;
 }
 
@@ -425,8 +445,12 @@ void gemm_blocked(const Kernel<T>& kn, int64_t M, int64_t N, int64_t K, T alpha,
               kn.edge_rows2(static_cast<int>(mr), kc, apanel, bpanel, NR * kc, c, ldc, alpha, beta_t);
             } else if (nr == NR && kn.edge_rows) {  // the last rows, full width
               kn.edge_rows(static_cast<int>(mr), kc, apanel, bpanel, c, ldc, alpha, beta_t);
-            } else {  // edge tile: full-size kernel into the private tile, then merge the valid part
-              kn.fn(kc, apanel, bpanel, tile, NR, alpha, T(0));
+            } else {  // edge tile: full-size kernel (half-width when that covers it) into the private
+                      // tile, then merge the valid part
+              if (nr <= NR / 2 && kn.half_cols)
+                kn.half_cols(kc, apanel, bpanel, tile, NR, alpha, T(0));
+              else
+                kn.fn(kc, apanel, bpanel, tile, NR, alpha, T(0));
               for (int64_t i = 0; i < mr; ++i) {
                 T* ci = c + i * ldc;
                 const T* ti = tile + i * NR;

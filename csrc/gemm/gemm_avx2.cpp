@@ -101,6 +101,26 @@ void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double
   ukernel_fma<Avx2D, 6, 2>(kc, a, b, c, ldc, alpha, beta);
 }
 
+void sgemm_ukernel_avx2_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                              float beta) {
+  ukernel_fma<Avx2F, 12, 4>(kc, a, b, c, ldc, alpha, beta);
+}
+
+void dgemm_ukernel_avx2_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
+                              double beta) {
+  ukernel_fma<Avx2D, 12, 4>(kc, a, b, c, ldc, alpha, beta);
+}
+
+void sgemm_ukernel_avx2_12x16_of32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                   float beta) {
+  ukernel_fma<Avx2F, 12, 2, 12, 32>(kc, a, b, c, ldc, alpha, beta);
+}
+
+void dgemm_ukernel_avx2_12x8_of16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                  double alpha, double beta) {
+  ukernel_fma<Avx2D, 12, 2, 12, 16>(kc, a, b, c, ldc, alpha, beta);
+}
+
 float sfma_probe_avx2(int64_t iters) { return fma_throughput<Avx2F, 12>(iters); }
 
 namespace {

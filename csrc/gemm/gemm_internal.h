@@ -55,6 +55,14 @@ template <class T>
 using Column = void (*)(int rows, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
                         const T* init);
 
+// Optional too: the first NR / 2 columns of a full-height tile, from a B panel packed NR wide, written
+// to c like Ukernel (the driver gives it its private tile): a last strip of at most NR / 2 columns
+// that no narrow kernel above takes costs about half a tile instead of a whole one (AVX-512's
+// 32-column tiles: AlexNet conv3-conv5's 169 pixels end in a strip of 9). The same operations per
+// C value as the full kernel.
+template <class T>
+using HalfCols = Ukernel<T>;
+
 // x86-64 only (the CMake build compiles gemm_avx2.cpp / gemm_avx512.cpp there and nowhere else).
 void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                              float beta);
@@ -68,12 +76,27 @@ void sgemm_ukernel_avx2_12x8_pair(int cols, int64_t kc, const float* a, const fl
                                   float alpha, float beta, const float* init);  // HalfPair of the 6 x 16 kernel
 void sgemm_column_avx2_x16(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                            float alpha, float beta, const float* init);  // Column of the 6 x 16 kernel
+// The AVX-512 kernels' tile shapes in AVX2 code (route_isa() avx512 on an AVX2 CPU, for the tests):
+// the same template as every kernel, so each C value is the same sum in the same order as the
+// AVX-512 kernel's; 48 accumulators in 16 ymm registers, so slow (spills), never used for speed.
+void sgemm_ukernel_avx2_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                              float beta);
+void dgemm_ukernel_avx2_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
+                              double beta);
+void sgemm_ukernel_avx2_12x16_of32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                   float beta);  // HalfCols of the emulated 12 x 32 kernel
+void dgemm_ukernel_avx2_12x8_of16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                  double alpha, double beta);  // HalfCols of the emulated 12 x 16 kernel
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta);
 void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                                 float beta);
 void dgemm_ukernel_avx512_12x16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                                 double alpha, double beta);
+void sgemm_ukernel_avx512_12x16_of32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                                     float beta);  // HalfCols of the 12 x 32 kernel
+void dgemm_ukernel_avx512_12x8_of16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                    double alpha, double beta);  // HalfCols of the 12 x 16 kernel
 
 // Matrix-vector dot products (gemm.cpp's gemv_rows, float, AVX2 + FMA): res[r] = sum_k X[r * ld + k] *
 // v[k] for r < rows (4, or any count one row at a time). Each row the same arithmetic whatever

@@ -17,17 +17,19 @@
 namespace {
 
 // AS: the packed A panel's height (its values for one k are AS apart); AS > MR computes only the
-// first MR rows of a panel packed for a taller kernel (the edge rows of a matrix).
+// first MR rows of a panel packed for a taller kernel (the edge rows of a matrix). BS: the packed B
+// panel's width likewise; BS > NR computes only the first NR columns of a panel packed wider (a last
+// strip of at most half the kernel's width: gemm_internal.h's HalfCols).
 // init (optional): row i of the tile is written as init[i] + alpha * acc, the same operations as
 // beta = 1 on a tile filled with init[i] beforehand (C is then not read; beta is ignored).
-template <class V, int MR, int NV, int AS = MR>
+template <class V, int MR, int NV, int AS = MR, int BS = NV * V::kWidth>
 inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typename V::T* __restrict b,
                         typename V::T* __restrict c, int64_t ldc, typename V::T alpha, typename V::T beta,
                         const typename V::T* __restrict init = nullptr) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int W = V::kWidth;
-  constexpr int NR = NV * W;
+  static_assert(BS >= NV * W, "a B panel at least the tile's width");
 
   R acc[MR][NV];
 #pragma GCC unroll 16
@@ -51,7 +53,7 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
       for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
     }
     a += AS;
-    b += NR;
+    b += BS;
   }
 
   const R va = V::set1(alpha);

@@ -39,7 +39,7 @@ constexpr int kTileRows = 6, kTileCols = 16;
 // CONVKIT_CONV_INDIRECT=0 / 1: never / whenever the shape allows (the tests run both ways).
 bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype) {
 #if defined(__x86_64__) || defined(_M_X64)
-  if (dtype != DType::Float32 || cpu_isa() != Isa::Avx2) return false;
+  if (dtype != DType::Float32 || cpu_isa() != Isa::Avx2 || route_isa() != Isa::Avx2) return false;
   const char* e = std::getenv("CONVKIT_CONV_INDIRECT");
   const bool forced = e && e[0] == '1';
   if (e && e[0] == '0') return false;

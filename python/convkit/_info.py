@@ -6,7 +6,9 @@ from . import _core
 
 def info() -> dict:
     """Version, compiler, whether the build is sanitized (ASan + UBSan: slow, timings meaningless), threads,
-    CPU instruction set, and CUDA status (with the reason when unusable)."""
+    CPU instruction set (cpu_isa: the instructions the kernels use; route_isa: whose kernel shapes and
+    routes they take, the same unless CONVKIT_ISA=avx512-emulated), and CUDA status (with the reason when
+    unusable)."""
     compiled = _core.cuda_compiled()
     n, reason = _core.cuda_device_count()
     devices = []
@@ -21,6 +23,7 @@ def info() -> dict:
         "sanitized": _core.sanitized(),
         "num_threads": _core.num_threads(),
         "cpu_isa": _core.cpu_isa(),
+        "route_isa": _core.route_isa(),
         "cuda_compiled": compiled,
         "cuda_usable": n > 0,
         "cuda_devices": devices,

@@ -18,7 +18,8 @@ def _cmd_info(args) -> int:
     print(f"convkit {data['version']}")
     print(f"  compiler:     {data['compiler']}" + (" (sanitized: ASan + UBSan, slow)" if data["sanitized"] else ""))
     print(f"  threads:      {data['num_threads']}")
-    print(f"  cpu isa:      {data['cpu_isa']}")
+    routes = "" if data["route_isa"] == data["cpu_isa"] else f" (routes of {data['route_isa']}, emulated)"
+    print(f"  cpu isa:      {data['cpu_isa']}{routes}")
     print(f"  cuda:         {cuda}")
     print(f"  cuda device:  {usable}")
     return 0
