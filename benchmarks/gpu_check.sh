@@ -10,6 +10,7 @@
 #    and the [cuda] cases of the per-op tests);
 # 3. compute-sanitizer memcheck and racecheck on a small subset;
 # 4. benchmarks/bench_gpu.py (conv2d vs cuDNN, pooling/LRN vs copy bandwidth, AlexNet fwd+bwd);
+# 4b. the CPU kernel tests (GEMM, conv2d, linear) on the host's own instruction set (AVX-512 there);
 # 5. last, with what time is left: the custom-op example built with its CUDA kernels and its tests on the
 #    device (tests/test_custom_op_example.py; not run on a GPU before 2026-11-28's check was written).
 #
@@ -54,6 +55,7 @@ stage "machine"
 set -x
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
 nvcc --version | tail -2 || true
+grep -m1 "model name" /proc/cpuinfo || true
 $PY -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), torch.cuda.get_device_name())" || true
 { set +x; } 2>/dev/null
 
@@ -100,6 +102,19 @@ unset CONVKIT_FUZZ_EXAMPLES
 # 4. benchmarks
 run 110 "bench_gpu" $PY benchmarks/bench_gpu.py --out "$RES"
 save "$RES"/results.json "$RES"/results.md
+
+# 4b. the CPU kernels on this host's instruction set: the H200 hosts lent so far have AVX-512, which no
+#     other machine here has, so this is where the AVX-512 microkernels run against the float64 references
+#     (CONVKIT_ISA=avx512-emulated in CI covers the paths around them, not their own instructions)
+run 60 "cpu kernel tests ($($PY -c 'import convkit; print(convkit.info()["cpu_isa"])' 2>/dev/null))" \
+  $PY -m pytest -q -p no:cacheprovider -m "not slow" --junitxml="$RES/tests_cpu_isa.xml" \
+  tests/test_gemm.py tests/test_conv2d.py tests/test_linear.py
+save "$RES"/tests_cpu_isa.xml
+# and what the narrow kernels (on AVX-512: the half-width tile for AlexNet conv3-conv5's last strip of 9
+# pixels) save there, interleaved against the full edge tile
+run 45 "cpu narrow kernels" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_GEMM_NARROW 0 1 --layers conv3,conv5 \
+  --passes fwd,bwd_data --threads 1 --repeats 5 --batch 8 | tee '$REPO/$RES/cpu_narrow.txt'"
+save "$RES"/cpu_narrow.txt
 
 # 5. the custom-op example's CUDA kernels (builds the example: about a minute)
 run 150 "custom op example on cuda" $PY -m pytest -q -p no:cacheprovider -rs tests/test_custom_op_example.py
