@@ -127,14 +127,22 @@ void ukernel_portable(int64_t kc, const T* __restrict a, const T* __restrict b, 
 
 template <class T> Kernel<T> pick_kernel();
 
-// AVX-512's tile (12 rows x nr) and blocks with its half-width edge tile: its own kernels (fn, half) on an
-// AVX-512 CPU, their AVX2 instantiations where AVX-512 is only emulated (runtime.h's route_isa).
+// AVX-512's tile (12 rows x nr) and blocks with its edge kernels (short last panels, half-width last
+// strips): its own kernels on an AVX-512 CPU, their AVX2 instantiations where AVX-512 is only emulated
+// (runtime.h's route_isa).
 template <class T>
-Kernel<T> avx512_shape(gemm_detail::Ukernel<T> fn, gemm_detail::HalfCols<T> half, gemm_detail::Ukernel<T> fn_avx2,
-                       gemm_detail::HalfCols<T> half_avx2, int nr, int64_t mc) {
-  const bool real = cpu_isa() == Isa::Avx512;
-  Kernel<T> k{real ? fn : fn_avx2, 12, nr, mc, 192, 3072};
-  k.half_cols = real ? half : half_avx2;
+struct Avx512Kernels {
+  gemm_detail::Ukernel<T> fn;
+  gemm_detail::EdgeRows<T> rows;
+  gemm_detail::HalfCols<T> half;
+};
+
+template <class T>
+Kernel<T> avx512_shape(const Avx512Kernels<T>& own, const Avx512Kernels<T>& in_avx2, int nr, int64_t mc) {
+  const Avx512Kernels<T>& ks = cpu_isa() == Isa::Avx512 ? own : in_avx2;
+  Kernel<T> k{ks.fn, 12, nr, mc, 192, 3072};
+  k.edge_rows = ks.rows;
+  k.half_cols = ks.half;
   return k;
 }
 
@@ -143,8 +151,10 @@ Kernel<float> pick_kernel<float>() {
 #if defined(__x86_64__) || defined(_M_X64)
   switch (route_isa()) {  // with AVX-512 emulated (runtime.h): its shape and blocks, AVX2 code
     case Isa::Avx512:
-      return avx512_shape<float>(gemm_detail::sgemm_ukernel_avx512_12x32, gemm_detail::sgemm_ukernel_avx512_12x16_of32,
-                                 gemm_detail::sgemm_ukernel_avx2_12x32, gemm_detail::sgemm_ukernel_avx2_12x16_of32,
+      return avx512_shape<float>({gemm_detail::sgemm_ukernel_avx512_12x32, gemm_detail::sgemm_ukernel_avx512_rows_x32,
+                                  gemm_detail::sgemm_ukernel_avx512_12x16_of32},
+                                 {gemm_detail::sgemm_ukernel_avx2_12x32, gemm_detail::sgemm_ukernel_avx2_rows_x32,
+                                  gemm_detail::sgemm_ukernel_avx2_12x16_of32},
                                  32, 144);
     case Isa::Avx2: {
       Kernel<float> k{gemm_detail::sgemm_ukernel_avx2_6x16, 6, 16, 144, 256, 3072};
@@ -167,8 +177,10 @@ Kernel<double> pick_kernel<double>() {
 #if defined(__x86_64__) || defined(_M_X64)
   switch (route_isa()) {
     case Isa::Avx512:
-      return avx512_shape<double>(gemm_detail::dgemm_ukernel_avx512_12x16, gemm_detail::dgemm_ukernel_avx512_12x8_of16,
-                                  gemm_detail::dgemm_ukernel_avx2_12x16, gemm_detail::dgemm_ukernel_avx2_12x8_of16,
+      return avx512_shape<double>({gemm_detail::dgemm_ukernel_avx512_12x16, gemm_detail::dgemm_ukernel_avx512_rows_x16,
+                                   gemm_detail::dgemm_ukernel_avx512_12x8_of16},
+                                  {gemm_detail::dgemm_ukernel_avx2_12x16, gemm_detail::dgemm_ukernel_avx2_rows_x16,
+                                   gemm_detail::dgemm_ukernel_avx2_12x8_of16},
                                   16, 72);
     case Isa::Avx2: return {gemm_detail::dgemm_ukernel_avx2_6x8, 6, 8, 72, 256, 3072};
     case Isa::Generic: break;

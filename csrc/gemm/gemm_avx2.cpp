@@ -121,6 +121,16 @@ void dgemm_ukernel_avx2_12x8_of16(int64_t kc, const double* a, const double* b, 
   ukernel_fma<Avx2D, 12, 2, 12, 16>(kc, a, b, c, ldc, alpha, beta);
 }
 
+void sgemm_ukernel_avx2_rows_x32(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 float alpha, float beta) {
+  ukernel_rows_of12<Avx2F, 4>(rows, kc, a, b, c, ldc, alpha, beta);
+}
+
+void dgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                 double alpha, double beta) {
+  ukernel_rows_of12<Avx2D, 4>(rows, kc, a, b, c, ldc, alpha, beta);
+}
+
 float sfma_probe_avx2(int64_t iters) { return fma_throughput<Avx2F, 12>(iters); }
 
 namespace {

@@ -87,6 +87,10 @@ void sgemm_ukernel_avx2_12x16_of32(int64_t kc, const float* a, const float* b, f
                                    float beta);  // HalfCols of the emulated 12 x 32 kernel
 void dgemm_ukernel_avx2_12x8_of16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                                   double alpha, double beta);  // HalfCols of the emulated 12 x 16 kernel
+void sgemm_ukernel_avx2_rows_x32(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                 float alpha, float beta);  // EdgeRows of the emulated 12 x 32 kernel
+void dgemm_ukernel_avx2_rows_x16(int rows, int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                 double alpha, double beta);  // EdgeRows of the emulated 12 x 16 kernel
 void dgemm_ukernel_avx2_6x8(int64_t kc, const double* a, const double* b, double* c, int64_t ldc, double alpha,
                             double beta);
 void sgemm_ukernel_avx512_12x32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
@@ -97,6 +101,10 @@ void sgemm_ukernel_avx512_12x16_of32(int64_t kc, const float* a, const float* b,
                                      float beta);  // HalfCols of the 12 x 32 kernel
 void dgemm_ukernel_avx512_12x8_of16(int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
                                     double alpha, double beta);  // HalfCols of the 12 x 16 kernel
+void sgemm_ukernel_avx512_rows_x32(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                   float alpha, float beta);  // EdgeRows of the 12 x 32 kernel
+void dgemm_ukernel_avx512_rows_x16(int rows, int64_t kc, const double* a, const double* b, double* c, int64_t ldc,
+                                   double alpha, double beta);  // EdgeRows of the 12 x 16 kernel
 
 // Matrix-vector dot products (gemm.cpp's gemv_rows, float, AVX2 + FMA): res[r] = sum_k X[r * ld + k] *
 // v[k] for r < rows (4, or any count one row at a time). Each row the same arithmetic whatever

@@ -82,6 +82,26 @@ inline void ukernel_fma(int64_t kc, const typename V::T* __restrict a, const typ
   }
 }
 
+// EdgeRows (gemm_internal.h) of a 12-row kernel NV vectors wide: the first `rows` (1 .. 11) rows of
+// panels packed 12 tall, each row with the full kernel's operations.
+template <class V, int NV>
+inline void ukernel_rows_of12(int rows, int64_t kc, const typename V::T* a, const typename V::T* b,
+                              typename V::T* c, int64_t ldc, typename V::T alpha, typename V::T beta) {
+  switch (rows) {
+    case 1: return ukernel_fma<V, 1, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 2: return ukernel_fma<V, 2, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 3: return ukernel_fma<V, 3, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 4: return ukernel_fma<V, 4, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 5: return ukernel_fma<V, 5, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 6: return ukernel_fma<V, 6, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 7: return ukernel_fma<V, 7, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 8: return ukernel_fma<V, 8, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 9: return ukernel_fma<V, 9, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    case 10: return ukernel_fma<V, 10, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+    default: return ukernel_fma<V, 11, NV, 12>(kc, a, b, c, ldc, alpha, beta);
+  }
+}
+
 // The first MR rows of a panel packed AS tall (the short last panel of a matrix: AlexNet's 128
 // channels per group end in 2 rows of 6) against two adjacent B panels packed NV vectors wide (b
 // and b + bstride): a tile MR x 2 NR whose C columns are consecutive. With MR <= 3 that is up to
