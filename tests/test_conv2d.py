@@ -396,6 +396,30 @@ def test_gemm_narrow_strips_bias(shape, rng):
         check_all(x, w, b, **kw)
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [  # x, w, groups: 3 x 3 "same"; the weight gradient's dy [OCg, 169 or 81]
+    ((3, 24, 13, 13), (300, 24, 3, 3), 1),   # 300 rows: three row blocks; 216 columns: two B column blocks
+    ((2, 80, 9, 9), (2 * 290, 40, 3, 3), 2),  # per group 290 rows, 360 columns of 81 pixels
+    ((2, 24, 13, 13), (200, 24, 3, 3), 1)])   # two row blocks: the B block whole (one column block)
+def test_weight_gradient_packed_dy(shape, dt, rng):
+    # the "same" weight gradient packs dy once per image and group, and where three or more row blocks
+    # read each B block the GEMM takes B in column blocks that stay in L2 (gemm.cpp's kBBlockBytes):
+    # against the reference at 1 and 2 threads, and on 1 thread bit for bit the plain im2col route
+    xs, ws, groups = shape
+    x = rng.standard_normal(xs).astype(dt)
+    w = rng.standard_normal(ws).astype(dt)
+    dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+    mag = ref.conv2d_backward_weight(np.abs(x), np.abs(dy), ws, padding=1, groups=groups)
+    want = ref.conv2d_backward_weight(x, dy, ws, padding=1, groups=groups)
+    got = {}
+    for n in (1, 2):
+        with cpu_impl("gemm"), threads(n):
+            got[n] = F.conv2d_backward_weight(x, dy, ws, padding=1, groups=groups)
+        assert_close(got[n], want, rtol=0, atol=bound(xs[0] * xs[2] * xs[3], mag, dt), name=f"dw {n} threads")
+    with cpu_impl("gemm"), env("CONVKIT_CONV_FUSED", "0"), threads(1):
+        assert np.array_equal(F.conv2d_backward_weight(x, dy, ws, padding=1, groups=groups), got[1])
+
+
 @pytest.mark.parametrize("mode", ["auto", "0"])
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
 @pytest.mark.parametrize("geom", [  # x shape, w shape, padding, dilation, groups: "same" convolutions

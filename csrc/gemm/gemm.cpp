@@ -218,8 +218,12 @@ bool short_product(const Kernel<T>& kn, int64_t M, int64_t K) {
 // the packer's writes and the microkernel's reads of the block then stay in L2, where a block of the
 // full NC width went out to L3 and back (AlexNet conv2 forward, 128 rows x 1200 x 729 pixels per
 // image and group: 0.965-0.98 of the time at 1 and 2 threads, interleaved; conv4/conv5, whose 169
-// pixels now run as two column blocks, 0.98-1.00). A packed per block (not beforehand) would be
-// packed again for every column block, so those products keep NC.
+// pixels now run as two column blocks, 0.98-1.00). So do products of one K block whose B block three
+// or more row blocks read in turn (AlexNet conv3's weight gradient per image: dy's 384 rows, three
+// blocks, over a B block of 169 pixels x 2304 = 1.5 MB, which went out to L3 and back for each: 0.95-0.96
+// of the time at 1 and 2 threads, batch 16-32, interleaved; conv4's two row blocks 0.97-1.01, conv5's
+// one 1.00-1.01, so they keep NC). A packed per block (not beforehand) would be packed again for
+// every column block, so those products keep NC.
 constexpr std::size_t kBBlockBytes = std::size_t(128) << 10;
 
 template <class T>
@@ -530,7 +534,7 @@ void gemm_packed(const Kernel<T>& kernel, int64_t M, int64_t N, int64_t K, T alp
   const int64_t KCb = k_block(kn, M, K);
   const int64_t MCb = balanced_block(M, kn.mc, MR);
   int64_t NCmax = short_product(kn, M, K) && N >= 16 * NR ? 4 * NR : kn.nc;
-  if (A.pre && K > KCb) {  // see kBBlockBytes
+  if (A.pre && (K > KCb || ceil_div(M, MCb) >= 3)) {  // see kBBlockBytes
     const int64_t cap = std::max<int64_t>(4 * NR, int64_t(kBBlockBytes / sizeof(T)) / KCb / NR * NR);
     if (N > cap) NCmax = std::min(NCmax, balanced_block(N, cap, NR));
   }

@@ -53,7 +53,8 @@ constexpr std::size_t kMaxPartialBytes = std::size_t(1) << 30; // backward weigh
 constexpr int kSlotPhased = 0;    // forward with stride_w > 1: the phase-split image-group (phase_split_rows)
 constexpr int kSlotMasks = 2;     // pack_cols_t_same: each tap's lane masks for the block's pixels
 constexpr int kSlotTaps = 1;      // pack_cols_strips / pack_cols_t_strips: per-tap or per-run tables
-constexpr int kSlotPackedW = 3;  // the weights in the GEMM's panel layout, packed once per call
+constexpr int kSlotPackedW = 3;  // the weights in the GEMM's panel layout, packed once per call (the
+                                 // weight gradient: dy's, per image and group)
 constexpr int kSlotCols = 4;
 constexpr int kSlotPartial = 5;
 constexpr int kSlotFlipped = 8;  // backward data as a forward convolution: the flipped weights
@@ -1235,7 +1236,11 @@ void backward_weight_image(const Geometry& g, const T* xs, const T* gs, T* dwp, 
       const BPacker<T> pb = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, T* dst) {
         pack_cols_t_same(g, xg, p0, kc, j0, nc, nr, dst);
       };
-      gemm_packer<T>(false, d.OCg, g.K, g.P, T(1), gg, g.P, pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
+      // dy's panels packed once for the product, so that the GEMM may keep its B blocks in L2 where
+      // several row blocks read each (gemm.cpp's kBBlockBytes; the same sums either way)
+      T* dyp = workspace_as<T>(gemm_packed_a_size<T>(d.OCg, g.P), kSlotPackedW);
+      const PackedA<T> ap = gemm_pack_a<T>(false, d.OCg, g.P, gg, g.P, dyp, threads);
+      gemm_packer<T>(ap, g.K, T(1), pb, overwrite ? T(0) : T(1), dwg, g.K, threads);
       continue;
     }
     if (!cols) {  // fused im2col: the GEMM packs cols^T blocks straight from x (pack_cols_t_strips)
