@@ -19,6 +19,7 @@ from convkit import _core
 from convkit.testing import assert_close, assert_raises, check_gradients
 from conftest import on
 from reference import conv2d as ref
+from reference import winograd as wref
 
 IMPLS = ["ref", "gemm", "auto"]
 
@@ -945,6 +946,182 @@ def test_gradients_data_as_forward(kw, rng):
     x, w, b = random_problem(rng, xs, ws, np.float64)
     with cpu_impl("gemm"), env("CONVKIT_CONV_BWD_AS_FWD", "1"):
         check_conv_gradients(x, w, b, kw)
+
+
+# ---- Winograd F(2 x 2, 3 x 3) (conv2d_winograd.cpp) -----------------------------------------------
+
+def winograd(mode):
+    """CONVKIT_CONV_WINOGRAD: '1' forces the Winograd route for every 3 x 3, stride-1, undilated conv
+    with padding <= 2 (any dtype, channel and image count; auto mode only), '0' keeps it off; unset,
+    it takes float32 layers with 64+ input and output channels per group (128 x 128 or more)."""
+    return env("CONVKIT_CONV_WINOGRAD", mode)
+
+
+def winograd_bounds(x, w, b, dy, padding, groups, dt):
+    """Elementwise error bounds of the route's forward, data gradient and weight gradient: bound()
+    with the magnitudes of all the terms the route adds, transforms included (reference/winograd.py
+    with absolute values). Terms: the forward sums Cg products, each of a weight transformed in up to
+    4 roundings and an input in 2, then 4 roundings of the output transform and the bias: Cg + 12;
+    the data gradient OCg products, 2 + 4 + 4 roundings of the transforms and up to 4 overlapping
+    patches: OCg + 14; the weight gradient one product per tile of every image (and a partial sum
+    per thread), 2 + 2 + 6 roundings of the transforms: tiles + 16."""
+    cg, ocg = w.shape[1], w.shape[0] // groups
+    ph, pw = (padding, padding) if np.isscalar(padding) else padding
+    tiles = x.shape[0] * ((x.shape[2] + 2 * ph - 1) // 2) * ((x.shape[3] + 2 * pw - 1) // 2)
+    return (bound(cg + 12, wref.forward(x, w, b, padding, groups, absolute=True), dt),
+            bound(ocg + 14, wref.backward_data(dy, w, x.shape, padding, groups, absolute=True), dt),
+            bound(tiles + 16, wref.backward_weight(x, dy, w.shape, padding, groups, absolute=True), dt))
+
+
+def winograd_passes(x, w, b, dy, padding, groups):
+    kw = dict(padding=padding, groups=groups)
+    return (F.conv2d(x, w, b, **kw), F.conv2d_backward_data(dy, w, x.shape, **kw),
+            F.conv2d_backward_weight(x, dy, w.shape, **kw))
+
+
+def test_winograd_reference_is_the_convolution(rng):
+    # the tests' own float64 Winograd (reference/winograd.py) against the plain reference: the same
+    # linear map and its adjoints, to float64 rounding; its magnitudes cover the direct sums'
+    for xs, ws, p, g in [((2, 6, 7, 9), (4, 3, 3, 3), 1, 2), ((1, 3, 5, 4), (6, 3, 3, 3), (0, 2), 1)]:
+        x, w, b = random_problem(rng, xs, ws, np.float64)
+        y = ref.conv2d(x, w, b, padding=p, groups=g)
+        dy = rng.standard_normal(y.shape)
+        assert_close(wref.forward(x, w, b, p, g), y, rtol=1e-13, atol=1e-13)
+        assert_close(wref.backward_data(dy, w, x.shape, p, g), ref.conv2d_backward_data(dy, w, x.shape, padding=p,
+                     groups=g), rtol=1e-13, atol=1e-13)
+        assert_close(wref.backward_weight(x, dy, w.shape, p, g), ref.conv2d_backward_weight(x, dy, w.shape, padding=p,
+                     groups=g), rtol=1e-13, atol=1e-13)
+        direct = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), padding=p, groups=g)
+        assert np.all(wref.forward(x, w, b, p, g, absolute=True) >= direct * (1 - 1e-12))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [  # x shape, w shape, padding, groups
+    ((2, 5, 7, 9), (6, 5, 3, 3), 1, 1),       # odd output: a last tile row and column half outside
+    ((3, 6, 8, 5), (4, 3, 3, 3), 0, 2),       # no padding, groups, 3 images on 2 threads
+    ((2, 4, 6, 6), (6, 4, 3, 3), 2, 1),       # padding 2: the output larger than the input
+    ((2, 4, 5, 7), (10, 2, 3, 3), (2, 0), 2),  # asymmetric padding
+    ((2, 3, 1, 12), (2, 3, 3, 3), 1, 1),      # one output row: one tile row, half of it outside
+    ((2, 8, 30, 26), (8, 8, 3, 3), 1, 1),     # 15 x 13 tiles: several chunks per image
+    ((2, 64, 13, 13), (96, 32, 3, 3), 1, 2),  # AlexNet-like channels and groups
+])
+def test_winograd_matches_reference(dt, geom, rng):
+    # forced on, 1 and 2 threads, all three passes against the reference within winograd_bounds; the
+    # forward and data gradient do not depend on the thread count (each output chunk by one thread)
+    xs, ws, p, g = geom
+    x, w, b = random_problem(rng, xs, ws, dt)
+    kw = dict(padding=p, groups=g)
+    want = (ref.conv2d(x, w, b, **kw),)
+    dy = rng.standard_normal(want[0].shape).astype(dt)
+    want += (ref.conv2d_backward_data(dy, w, x.shape, **kw), ref.conv2d_backward_weight(x, dy, w.shape, **kw))
+    tols = winograd_bounds(x, w, b, dy, p, g, dt)
+    got = {}
+    for n in (1, 2):
+        with winograd("1"), threads(n):
+            got[n] = winograd_passes(x, w, b, dy, p, g)
+        for name, a, r, tol in zip(("y", "dx", "dw"), got[n], want, tols):
+            assert a.dtype == dt
+            assert_close(a, r, rtol=0, atol=tol, name=f"{name}, {n} threads")
+    assert np.array_equal(got[1][0], got[2][0]) and np.array_equal(got[1][1], got[2][1])
+    if dt == np.float32 and ws[1] >= 8:  # it really ran: the direct sums round differently
+        with winograd("0"):
+            direct = winograd_passes(x, w, b, dy, p, g)
+        assert not any(np.array_equal(a, d) for a, d in zip(got[1], direct))
+
+
+def test_winograd_auto_takes_alexnet_conv4(rng):
+    # float32, 192 x 192 channels per group on 13 x 13, 4 images (676 output pixels; auto wants 512):
+    # the route auto mode picks (the same bits as forced on, not those of the GEMM path), within its
+    # bounds
+    x, w, b = random_problem(rng, (4, 384, 13, 13), (384, 192, 3, 3), np.float32)
+    dy = rng.standard_normal((4, 384, 13, 13)).astype(np.float32)
+    auto = winograd_passes(x, w, b, dy, 1, 2)
+    with winograd("1"):
+        forced = winograd_passes(x, w, b, dy, 1, 2)
+    with winograd("0"):
+        off = winograd_passes(x, w, b, dy, 1, 2)
+    kw = dict(padding=1, groups=2)
+    want = (ref.conv2d(x, w, b, **kw), ref.conv2d_backward_data(dy, w, x.shape, **kw),
+            ref.conv2d_backward_weight(x, dy, w.shape, **kw))
+    for name, a, f, o, r, tol in zip(("y", "dx", "dw"), auto, forced, off, want,
+                                     winograd_bounds(x, w, b, dy, 1, 2, np.float32)):
+        assert np.array_equal(a, f) and not np.array_equal(a, o), name
+        assert_close(a, r, rtol=0, atol=tol, name=name)
+
+
+def test_winograd_auto_declines_small_layers(rng):
+    # 32 channels, float64, a 7 x 7 output or one 13 x 13 image: auto keeps the GEMM path (the same
+    # bits as with the route off); CONVKIT_CONV_IMPL=gemm never takes it, even forced on
+    cases = [(np.float32, (2, 32, 12, 12), (32, 32, 3, 3)), (np.float64, (2, 128, 9, 9), (128, 128, 3, 3)),
+             (np.float32, (2, 128, 7, 7), (128, 128, 3, 3)), (np.float32, (1, 128, 13, 13), (128, 128, 3, 3))]
+    for dt, xs, ws in cases:
+        x, w, b = random_problem(rng, xs, ws, dt)
+        dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+        auto = winograd_passes(x, w, b, dy, 1, 1)
+        with winograd("0"):
+            off = winograd_passes(x, w, b, dy, 1, 1)
+        assert all(np.array_equal(a, o) for a, o in zip(auto, off)), (dt, xs)
+    with cpu_impl("gemm"), winograd("1"):
+        gemm = winograd_passes(x, w, b, dy, 1, 1)
+    assert all(np.array_equal(a, o) for a, o in zip(gemm, off))
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(padding=1, dilation=2), dict(padding=3),
+                                dict(padding=2, kernel=5), dict(padding=(1, 0), kernel=(3, 1))])
+def test_winograd_declines_what_it_cannot_do(kw, rng):
+    # forced on, shapes outside F(2 x 2, 3 x 3) with padding <= 2 run where they ran before: the
+    # same bits as with it off
+    kw = dict(kw)
+    k = kw.pop("kernel", 3)
+    kh, kwd = (k, k) if np.isscalar(k) else k
+    x, w, b = random_problem(rng, (2, 8, 11, 10), (8, 8, kh, kwd), np.float32)
+    with winograd("1"):
+        y1 = F.conv2d(x, w, b, **kw)
+    with winograd("0"):
+        y0 = F.conv2d(x, w, b, **kw)
+    assert np.array_equal(y1, y0)
+
+
+def test_winograd_inf_stays_in_its_windows():
+    # an inf in the input makes non-finite exactly the outputs whose window holds it (the reference's
+    # inf; the route may give NaN there, its transforms subtract it from itself) and nothing else:
+    # the transforms' sums skip the tile values an output does not use
+    for where in [(0, 0), (6, 7), (3, 4), (12, 12)]:
+        x = np.ones((1, 8, 13, 13), np.float32)
+        x[0, 5][where] = np.inf
+        w = np.ones((8, 8, 3, 3), np.float32)
+        with winograd("1"):
+            y = F.conv2d(x, w, padding=1)
+        want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+        assert np.array_equal(np.isfinite(y), np.isfinite(want)), where
+        fin = np.isfinite(want)
+        assert np.array_equal(y[fin], want[fin].astype(np.float32)), where  # small integers: exact
+
+
+@pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=0)])
+def test_winograd_gradients(kw, rng):
+    # float64 through the route (forced) against central differences of its own forward
+    xs, ws = ((2, 4, 7, 6), (4, 2, 3, 3)) if kw.get("groups") else ((2, 3, 6, 7), (5, 3, 3, 3))
+    x, w, b = random_problem(rng, xs, ws, np.float64)
+    with winograd("1"):
+        check_conv_gradients(x, w, b, kw)
+
+
+def test_winograd_against_torch(rng):
+    # float64 forced through the route against PyTorch's CPU convolution and its autograd
+    torch = pytest.importorskip("torch")
+    x, w, b = random_problem(rng, (2, 6, 9, 11), (8, 3, 3, 3), np.float64)
+    kw = dict(padding=1, groups=2)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    dy = rng.standard_normal(ty.shape)
+    ty.backward(torch.tensor(dy))
+    with winograd("1"):
+        y, dx, dw = winograd_passes(x, w, b, dy, 1, 2)
+    # float64: ~1e-16 relative to magnitudes below 100 here
+    assert_close(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_close(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert_close(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-11)
 
 
 # ---- torch ---------------------------------------------------------------------------------------

@@ -819,6 +819,13 @@ std::size_t gemm_packed_a_size(int64_t M, int64_t K) {
 }
 
 template <class T>
+PackedALayout gemm_packed_a_layout(int64_t M, int64_t K) {
+  CONVKIT_CHECK(M >= 1 && K >= 1, "gemm_packed_a_layout: M and K must be >= 1, got ", M, ", ", K);
+  const Kernel<T>& kn = kernel<T>();
+  return PackedALayout{M, K, kn.mr, k_block(kn, M, K), ceil_div(M, kn.mr) * kn.mr};
+}
+
+template <class T>
 PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda, T* dst, int threads) {
   const char* op = "gemm_pack_a";
   CONVKIT_CHECK(M >= 1 && K >= 1, op, ": M and K must be >= 1, got ", M, ", ", K);
@@ -889,6 +896,7 @@ void gemm(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int
 
 #define CONVKIT_GEMM_PACKED_A(T)                                                                                  \
   template std::size_t gemm_packed_a_size<T>(int64_t, int64_t);                                                  \
+  template PackedALayout gemm_packed_a_layout<T>(int64_t, int64_t);                                              \
   template PackedA<T> gemm_pack_a<T>(bool, int64_t, int64_t, const T*, int64_t, T*, int);                        \
   template void gemm_packer<T>(const PackedA<T>&, int64_t, T, const BPacker<T>&, T, T*, int64_t, int, const T*); \
   template void gemm<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t, int,             \

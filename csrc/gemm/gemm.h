@@ -48,6 +48,20 @@ template <class T>
 std::size_t gemm_packed_a_size(int64_t M, int64_t K);
 template <class T>
 PackedA<T> gemm_pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda, T* dst, int threads = 0);
+// Where gemm_pack_a puts element (i, k) of op(A), for callers that compute A's values straight
+// into the packed form (conv2d's Winograd weights: no unpacked copy written and read again):
+// K blocks of kcb columns one after the other, each [mpad / mr panels][kc][mr], zero rows past M.
+// A PackedA over such a buffer is {data, M, K, mr}.
+struct PackedALayout {
+  int64_t M, K, mr, kcb, mpad;
+  int64_t index(int64_t i, int64_t k) const {
+    const int64_t pc = k / kcb * kcb, kc = K - pc < kcb ? K - pc : kcb;
+    return pc * mpad + (i / mr) * mr * kc + (k - pc) * mr + i % mr;
+  }
+};
+template <class T>
+PackedALayout gemm_packed_a_layout(int64_t M, int64_t K);
+
 // C[M, N] = alpha * A @ op(B) + beta * C. rows_done (optional) is called with [i0, i1) once rows
 // i0 .. i1 - 1 of C are final, in ascending order, together covering [0, M): on one thread as the
 // product goes (each block of rows while it is still in cache: conv2d's col2im), on several once at

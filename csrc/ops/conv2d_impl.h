@@ -2,6 +2,9 @@
 //
 // Implementations in order of preference; conv2d.cpp tries them in this order, each returning false
 // (declining, having written nothing) for shapes it cannot or should not take:
+//   conv2d_winograd.cpp all three passes of 3 x 3 stride-1 convs with 32+ channels per group (auto
+//                      mode only): Winograd's F(2 x 2, 3 x 3), 16 GEMMs over the channels doing
+//                      2.25 times fewer multiply-adds; CONVKIT_CONV_WINOGRAD=0 / 1 forces it off / on.
 //   conv2d_direct.cpp  forward, backward data and weight: register-blocked direct convolution (AVX2
 //                      kernels in conv2d_direct_avx2.cpp) for float, stride-1 convs with few output
 //                      channels per group, where im2col + GEMM would spend most of its time copying.
@@ -57,6 +60,13 @@ bool backward_data_direct(const Tensor& dy, const Tensor& w, const Tensor& dx, c
 bool forward_indirect(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
 // Whether forward_indirect takes a problem of these sizes (the data gradient's choice asks it).
 bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype);
+
+// Winograd F(2 x 2, 3 x 3) (conv2d_winograd.cpp): 3 x 3 kernels, stride and dilation 1, padding
+// <= 2; in auto mode float32 with 32+ input and output channels per group and at least as many
+// images as threads. Declines (false, nothing written) otherwise.
+bool forward_winograd(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
+bool backward_data_winograd(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
+bool backward_weight_winograd(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
 
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
