@@ -14,6 +14,12 @@ With --torch, PyTorch's CPU calls for the same passes on the same arrays are tim
 each after the convkit call of its pair (torch.nn.functional.conv2d, and torch.nn.grad.conv2d_input /
 conv2d_weight for the data and weight gradients), so both sides' shares of the peak come from one
 method on one host; the ratios against PyTorch are `python -m convkit.bench`'s.
+
+GFLOP/s count the convolution's own multiply-adds, 2 N OC OH OW (C / groups) KH KW, whatever a route
+does: on the 3 x 3 layers convkit's default route is Winograd's F(2 x 2, 3 x 3)
+(csrc/ops/conv2d_winograd.cpp), which does 1.94 times fewer of them on AlexNet's 13 x 13 outputs, so
+there the figure is an effective rate (time against the direct convolution's work). Run with
+CONVKIT_CONV_WINOGRAD=0 for the rate of the direct sums; the JSON records the CONVKIT_* settings.
 """
 from __future__ import annotations
 
@@ -155,7 +161,8 @@ def main(argv=None):
 def build_info():
     """convkit's version, instruction set and whether the build is sanitized (warned about on stderr)."""
     info = convkit.info()
-    return {"convkit": info["version"], "isa": info["cpu_isa"], "sanitized": warn_if_sanitized()}
+    return {"convkit": info["version"], "isa": info["cpu_isa"], "sanitized": warn_if_sanitized(),
+            "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CONVKIT_")}}
 
 
 def finish(results, path):

@@ -10,7 +10,8 @@
 #    and the [cuda] cases of the per-op tests);
 # 3. compute-sanitizer memcheck and racecheck on a small subset;
 # 4. benchmarks/bench_gpu.py (conv2d vs cuDNN, pooling/LRN vs copy bandwidth, AlexNet fwd+bwd);
-# 4b. the CPU kernel tests (GEMM, conv2d, linear) on the host's own instruction set (AVX-512 there);
+# 4b. the CPU kernel tests (GEMM, conv2d, linear) on the host's own instruction set (AVX-512 there), and
+#     two CPU route timings there (the narrow edge kernels, the Winograd route);
 # 5. last, with what time is left: the custom-op example built with its CUDA kernels and its tests on the
 #    device (tests/test_custom_op_example.py; not run on a GPU before 2026-11-28's check was written).
 #
@@ -115,6 +116,11 @@ save "$RES"/tests_cpu_isa.xml
 run 45 "cpu narrow kernels" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_GEMM_NARROW 0 1 --layers conv3,conv5 \
   --passes fwd,bwd_data --threads 1 --repeats 5 --batch 8 | tee '$REPO/$RES/cpu_narrow.txt'"
 save "$RES"/cpu_narrow.txt
+# and the Winograd route for 3 x 3 layers against the GEMM path there (AVX-512's 32-wide tiles cover a
+# 13 x 13 image's 49 tiles less well than AVX2's 16-wide ones: 32 + 17)
+run 40 "cpu winograd" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_CONV_WINOGRAD 0 1 --layers conv3,conv4 \
+  --passes fwd,bwd_data,bwd_weight --threads 2 --repeats 3 --batch 16 | tee '$REPO/$RES/cpu_winograd.txt'"
+save "$RES"/cpu_winograd.txt
 
 # 5. the custom-op example's CUDA kernels (builds the example: about a minute)
 run 150 "custom op example on cuda" $PY -m pytest -q -p no:cacheprovider -rs tests/test_custom_op_example.py

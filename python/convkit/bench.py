@@ -13,7 +13,9 @@ gradient to the input), a LeNet-5 training epoch on Fashion-MNIST (60,000 images
 included; --quick times a fixed number of steps and extrapolates to the epoch, and says so), and the
 machine's measured FP32 peak (an in-tree FMA-throughput loop, best of several runs, per thread count)
 so that every convolution also prints its % of that peak (measured before and after the cases; the
-best of the two is used in the summary and the JSON). The load average is recorded with the
+best of the two is used in the summary and the JSON; a convolution's GFLOP/s count its own
+multiply-adds whatever the route, so on the 3 x 3 layers, which convkit runs through Winograd's
+F(2 x 2, 3 x 3) with fewer of them, they are an effective rate). The load average is recorded with the
 results: on a shared machine the numbers are only as good as the quiet they were measured in.
 
     python -m convkit.bench [--quick] [--threads 1,2] [--filter conv] [--repeats 15] [--json out.json]
