@@ -347,6 +347,7 @@ void bind_runtime(py::module_& m) {
   m.def("_array_cache_clear", &array_cache_clear, "Return every cached output-array block to the system.");
   m.def("cpu_isa", [] { return std::string(isa_name(cpu_isa())); });
   m.def("route_isa", [] { return std::string(isa_name(route_isa())); });
+  m.def("isa_request_problem", &isa_request_problem);
   m.def("compiler", [] { return std::string(CONVKIT_CXX_COMPILER); });
   m.def("sanitized", [] { return kAddressSanitized; });  // timings of such a build mean nothing
   m.def("cuda_compiled", &cuda_compiled);

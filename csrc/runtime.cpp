@@ -75,9 +75,27 @@ void* workspace(std::size_t bytes, int slot) {
 
 // ---- CPU instruction set ------------------------------------------------------------------------
 
-static bool avx512_emulated_requested() {
+// The values of CONVKIT_ISA the core understands: each caps the instruction set at `cap`;
+// avx512-emulated also turns on route_isa()'s emulation. This table is the only list of them
+// (isa_request_problem() and, through it, `import convkit` name them from here).
+struct IsaRequest {
+  const char* name;
+  Isa cap;
+};
+constexpr IsaRequest kIsaRequests[] = {
+    {"generic", Isa::Generic}, {"avx2", Isa::Avx2}, {"avx512", Isa::Avx512}, {"avx512-emulated", Isa::Avx2}};
+
+static const IsaRequest* isa_request() {  // the entry CONVKIT_ISA names, or null (unset or not understood)
   const char* s = std::getenv("CONVKIT_ISA");
-  return s && !std::strcmp(s, "avx512-emulated");
+  if (!s) return nullptr;
+  for (const IsaRequest& r : kIsaRequests)
+    if (!std::strcmp(s, r.name)) return &r;
+  return nullptr;
+}
+
+static bool avx512_emulated_requested() {
+  const IsaRequest* r = isa_request();
+  return r && !std::strcmp(r->name, "avx512-emulated");
 }
 
 static Isa detect_isa() {
@@ -89,14 +107,8 @@ static Isa detect_isa() {
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     best = Isa::Avx512;
 #endif
-  if (const char* s = std::getenv("CONVKIT_ISA")) {
-    Isa cap = best;
-    if (!std::strcmp(s, "generic")) cap = Isa::Generic;
-    else if (!std::strcmp(s, "avx2")) cap = Isa::Avx2;
-    else if (!std::strcmp(s, "avx512")) cap = Isa::Avx512;
-    else if (!std::strcmp(s, "avx512-emulated")) cap = Isa::Avx2;  // see route_isa
-    if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
-  }
+  if (const IsaRequest* r = isa_request())
+    if (static_cast<int>(r->cap) < static_cast<int>(best)) best = r->cap;
   return best;
 }
 
@@ -108,6 +120,20 @@ Isa cpu_isa() {
 Isa route_isa() {
   static const Isa isa = cpu_isa() == Isa::Avx2 && avx512_emulated_requested() ? Isa::Avx512 : cpu_isa();
   return isa;
+}
+
+std::string isa_request_problem() {
+  const char* s = std::getenv("CONVKIT_ISA");
+  if (!s) return "";
+  const IsaRequest* r = isa_request();
+  if (!r) {
+    std::string names;
+    for (const IsaRequest& q : kIsaRequests) names += std::string(names.empty() ? "" : ", ") + q.name;
+    return str_cat("CONVKIT_ISA='", s, "' is not one of ", names, ": ignored (running ", isa_name(cpu_isa()), ")");
+  }
+  if (avx512_emulated_requested() && route_isa() != Isa::Avx512)
+    return str_cat("CONVKIT_ISA=avx512-emulated needs a CPU with AVX2: running ", isa_name(cpu_isa()));
+  return "";
 }
 
 const char* isa_name(Isa i) {

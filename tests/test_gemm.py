@@ -369,6 +369,23 @@ def test_isa_request_not_understood(value):
     assert got == best  # the machine's best, as if unset
 
 
+def test_isa_request_understood_is_quiet():
+    """The values the core knows (its one list, csrc/runtime.cpp) import without a warning and cap the ISA."""
+    order = ["generic", "avx2", "avx512"]
+    unset = {k: v for k, v in os.environ.items() if k != "CONVKIT_ISA"}
+    code = "import convkit; print(convkit.info()['cpu_isa'])"
+    best = subprocess.run([sys.executable, "-c", code], env=unset, capture_output=True, text=True,
+                          timeout=600).stdout.strip()
+    for value in ["generic", "avx2", "avx512", "avx512-emulated"]:
+        r = subprocess.run([sys.executable, "-c", code], env=dict(unset, CONVKIT_ISA=value), capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        cap = "avx2" if value == "avx512-emulated" else value
+        assert r.stdout.strip() == order[min(order.index(cap), order.index(best))], value
+        if value != "avx512-emulated" or best != "generic":
+            assert "CONVKIT_ISA" not in r.stderr, (value, r.stderr)
+
+
 FEWER_THREADS_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np

@@ -22,6 +22,9 @@ Isa cpu_isa();
 // untested then.
 Isa route_isa();
 const char* isa_name(Isa);
+// What is wrong with the CONVKIT_ISA this process started with, as a sentence ("" when it is unset or
+// understood and applied): a value the core does not know (ignored), or avx512-emulated without AVX2.
+std::string isa_request_problem();
 
 // ---- CUDA runtime (implemented in cuda/runtime.cu; stubs when built without CUDA) --------------
 bool cuda_compiled();

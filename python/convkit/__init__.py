@@ -19,17 +19,12 @@ __version__ = _core.__version__
 
 
 def _check_isa_request() -> None:
-    """CONVKIT_ISA is read once, by the C++ core: say so when its value was not understood or cannot apply."""
-    import warnings
-    want = _os.environ.get("CONVKIT_ISA")
-    if want is None:
-        return
-    if want not in ("generic", "avx2", "avx512", "avx512-emulated"):
-        warnings.warn(f"CONVKIT_ISA={want!r} is not one of generic, avx2, avx512, avx512-emulated: ignored "
-                      f"(running {_core.cpu_isa()})", RuntimeWarning, stacklevel=3)
-    elif want == "avx512-emulated" and _core.route_isa() != "avx512":
-        warnings.warn(f"CONVKIT_ISA=avx512-emulated needs a CPU with AVX2: running {_core.cpu_isa()}", RuntimeWarning,
-                      stacklevel=3)
+    """CONVKIT_ISA is read once, by the C++ core: say so when its value was not understood or cannot apply
+    (the core's own judgement, so the list of values lives in one place, csrc/runtime.cpp)."""
+    problem = _core.isa_request_problem()
+    if problem:
+        import warnings
+        warnings.warn(problem, RuntimeWarning, stacklevel=3)
 
 
 _check_isa_request()
