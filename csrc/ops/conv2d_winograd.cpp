@@ -54,7 +54,7 @@ namespace {
 
 constexpr int kXi = 16;  // 4 x 4 transform positions
 // Workspace slots held across gemm calls (gemm.cpp packs its panels in slots 6 and 7).
-constexpr int kSlotPlane = 0;    // the thread's rows of padded planes (split by column parity)
+constexpr int kSlotPlane = 0;    // the thread's band of zero-padded input rows (one channel, one chunk)
 constexpr int kSlotAcc = 1;      // data gradient: the thread's padded planes of dx for one image-group
 constexpr int kSlotU = 3;        // U = G w G^T in the GEMM's packed layout, per (g, xi) (calling thread)
 constexpr int kSlotV = 4;        // the thread's V (or dV): [xi][c][tile] of one chunk and group
@@ -238,7 +238,6 @@ void weights_adjoint(const Plan& P, const T* u, T* dw) {
 // the zero-padded plane are copied into a band first, so that no tile checks the image's edges.
 struct Chunk {
   int64_t n, ty0, ty1, tn;
-  int64_t ld, t0;  // the buffers' tiles per row of a matrix (>= tn) and this chunk's first column
   static int64_t scratch(const Plan& P) { return (2 * P.rows + 2) * P.Wp; }
 };
 
@@ -264,7 +263,7 @@ inline void a_adj4(T e0, T e1, T* m) {
 template <class T>
 void transform_input(const Plan& P, const T* x, const Chunk& k, int64_t g, T* V, T* band) {
   const Dims& d = P.d;
-  const int64_t tw = P.tw, Wp = P.Wp, tn = k.ld, xs = d.Cg * tn, r0 = 2 * k.ty0, nr = 2 * (k.ty1 - k.ty0) + 2;
+  const int64_t tw = P.tw, Wp = P.Wp, tn = k.tn, xs = d.Cg * tn, r0 = 2 * k.ty0, nr = 2 * (k.ty1 - k.ty0) + 2;
   std::fill(band, band + nr * Wp, T(0));
   for (int64_t c = 0; c < d.Cg; ++c) {
     const T* src = x + (k.n * d.C + g * d.Cg + c) * d.H * d.W;
@@ -273,7 +272,7 @@ void transform_input(const Plan& P, const T* x, const Chunk& k, int64_t g, T* V,
       if (h >= 0 && h < d.H) std::memcpy(band + r * Wp + P.pw, src + h * d.W, d.W * sizeof(T));
       else std::fill(band + r * Wp + P.pw, band + r * Wp + P.pw + d.W, T(0));  // a row past the edge
     }
-    T* vc = V + c * tn + k.t0;
+    T* vc = V + c * tn;
     for (int64_t ty = k.ty0; ty < k.ty1; ++ty) {
       const T* b0 = band + 2 * (ty - k.ty0) * Wp;
       T* vt = vc + (ty - k.ty0) * tw;
@@ -296,10 +295,10 @@ void transform_input(const Plan& P, const T* x, const Chunk& k, int64_t g, T* V,
 template <class T>
 void transform_dy(const Plan& P, const T* dy, const Chunk& k, int64_t g, T* Y) {
   const Dims& d = P.d;
-  const int64_t tw = P.tw, tn = k.ld, xs = d.OCg * tn;
+  const int64_t tw = P.tw, tn = k.tn, xs = d.OCg * tn;
   for (int64_t oc = 0; oc < d.OCg; ++oc) {
     const T* src = dy + (k.n * d.OC + g * d.OCg + oc) * d.OH * d.OW;
-    T* yo = Y + oc * tn + k.t0;
+    T* yo = Y + oc * tn;
     for (int64_t ty = k.ty0; ty < k.ty1; ++ty) {
       const int64_t h = 2 * ty;
       const bool h1 = h + 1 < d.OH;
@@ -327,11 +326,11 @@ void transform_dy(const Plan& P, const T* dy, const Chunk& k, int64_t g, T* Y) {
 template <class T>
 void transform_output(const Plan& P, const T* M, const T* bias, const Chunk& k, int64_t g, T* y) {
   const Dims& d = P.d;
-  const int64_t tw = P.tw, tn = k.ld, xs = d.OCg * tn;
+  const int64_t tw = P.tw, tn = k.tn, xs = d.OCg * tn;
   for (int64_t oc = 0; oc < d.OCg; ++oc) {
     const T bv = bias ? bias[g * d.OCg + oc] : T(0);
     T* dst = y + (k.n * d.OC + g * d.OCg + oc) * d.OH * d.OW;
-    const T* mo = M + oc * tn + k.t0;
+    const T* mo = M + oc * tn;
     for (int64_t ty = k.ty0; ty < k.ty1; ++ty) {
       const int64_t h = 2 * ty;
       const bool h1 = h + 1 < d.OH;
@@ -365,9 +364,9 @@ void transform_output(const Plan& P, const T* M, const T* bias, const Chunk& k, 
 template <class T>
 void input_adjoint(const Plan& P, const T* V, const Chunk& k, T* acc) {
   const Dims& d = P.d;
-  const int64_t tw = P.tw, Wp = P.Wp, tn = k.ld, xs = d.Cg * tn;
+  const int64_t tw = P.tw, Wp = P.Wp, tn = k.tn, xs = d.Cg * tn;
   for (int64_t c = 0; c < d.Cg; ++c) {
-    const T* vc = V + c * tn + k.t0;
+    const T* vc = V + c * tn;
     for (int64_t ty = k.ty0; ty < k.ty1; ++ty) {
       const T* vt = vc + (ty - k.ty0) * tw;
       T* a0 = acc + (c * P.Hp + 2 * ty) * Wp;
@@ -402,7 +401,7 @@ template <class F>
 void chunks_of(const Plan& P, int64_t n, F&& f) {
   for (int64_t ty0 = 0; ty0 < P.th; ty0 += P.rows) {
     const int64_t ty1 = std::min(P.th, ty0 + P.rows);
-    f(Chunk{n, ty0, ty1, (ty1 - ty0) * P.tw, (ty1 - ty0) * P.tw, 0});
+    f(Chunk{n, ty0, ty1, (ty1 - ty0) * P.tw});
   }
 }
 
@@ -421,7 +420,7 @@ void forward_t(const Plan& P, const Tensor& x, const Tensor& w, const Tensor* b,
     T* band = workspace_as<T>(static_cast<std::size_t>(Chunk::scratch(P)), kSlotPlane);
     for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t ty0 = it % per_image * P.rows, ty1 = std::min(P.th, ty0 + P.rows);
-      const Chunk k{it / per_image, ty0, ty1, (ty1 - ty0) * P.tw, (ty1 - ty0) * P.tw, 0};
+      const Chunk k{it / per_image, ty0, ty1, (ty1 - ty0) * P.tw};
       for (int64_t g = 0; g < d.G; ++g) {
         transform_input(P, xs, k, g, V, band);
         for (int xi = 0; xi < kXi; ++xi)
