@@ -1098,6 +1098,20 @@ def test_winograd_inf_stays_in_its_windows():
         assert np.array_equal(y[fin], want[fin].astype(np.float32)), where  # small integers: exact
 
 
+def test_winograd_forced_still_checks_its_input():
+    # forced on, bad input to all three passes is refused by the argument checks before the route runs
+    x = np.ones((2, 8, 9, 9), np.float32)
+    w = np.ones((8, 8, 3, 3), np.float32)
+    dy = np.ones((2, 8, 9, 9), np.float32)
+    with winograd("1"):
+        assert_raises(ValueError, r"conv2d", F.conv2d, x, np.ones((8, 4, 3, 3), np.float32), padding=1)
+        assert_raises(TypeError, r"conv2d", F.conv2d, x, w.astype(np.float64), padding=1)
+        assert_raises(ValueError, r"contiguous", F.conv2d, x[:, :, ::2], w, padding=1)
+        assert_raises(ValueError, r"conv2d_backward_data", F.conv2d_backward_data, dy[:, :, :7], w, x.shape, padding=1)
+        assert_raises(ValueError, r"conv2d_backward_weight", F.conv2d_backward_weight, x, dy[:, :4], w.shape,
+                      padding=1)
+
+
 @pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=0)])
 def test_winograd_gradients(kw, rng):
     # float64 through the route (forced) against central differences of its own forward
