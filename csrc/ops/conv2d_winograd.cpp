@@ -396,13 +396,15 @@ void store_dx(const Plan& P, const T* acc, int64_t n, int64_t g, T* dx) {
   }
 }
 
-// The chunks of image n: tile rows in runs of P.rows.
+// The chunk of image n that starts at tile row ty0 (tile rows come in runs of P.rows), and all
+// of image n's chunks in order.
+inline Chunk chunk_at(const Plan& P, int64_t n, int64_t ty0) {
+  const int64_t ty1 = std::min(P.th, ty0 + P.rows);
+  return Chunk{n, ty0, ty1, (ty1 - ty0) * P.tw};
+}
 template <class F>
 void chunks_of(const Plan& P, int64_t n, F&& f) {
-  for (int64_t ty0 = 0; ty0 < P.th; ty0 += P.rows) {
-    const int64_t ty1 = std::min(P.th, ty0 + P.rows);
-    f(Chunk{n, ty0, ty1, (ty1 - ty0) * P.tw});
-  }
+  for (int64_t ty0 = 0; ty0 < P.th; ty0 += P.rows) f(chunk_at(P, n, ty0));
 }
 
 template <class T>
@@ -419,8 +421,7 @@ void forward_t(const Plan& P, const Tensor& x, const Tensor& w, const Tensor* b,
     T* M = workspace_as<T>(static_cast<std::size_t>(kXi * d.OCg * tmax), kSlotM);
     T* band = workspace_as<T>(static_cast<std::size_t>(Chunk::scratch(P)), kSlotPlane);
     for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      const int64_t ty0 = it % per_image * P.rows, ty1 = std::min(P.th, ty0 + P.rows);
-      const Chunk k{it / per_image, ty0, ty1, (ty1 - ty0) * P.tw};
+      const Chunk k = chunk_at(P, it / per_image, it % per_image * P.rows);
       for (int64_t g = 0; g < d.G; ++g) {
         transform_input(P, xs, k, g, V, band);
         for (int xi = 0; xi < kXi; ++xi)
