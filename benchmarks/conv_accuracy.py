@@ -2,12 +2,13 @@
 
     python benchmarks/conv_accuracy.py
 
-For AlexNet conv3 and conv5 (batch 4, float32, weights scaled by 1/sqrt(fan-in)) it prints the relative
-RMS error, sqrt(mean((a - r)^2) / mean(r^2)), of the forward, data gradient and weight gradient against
-tests/reference/conv2d.py in float64: convkit through Winograd's F(2 x 2, 3 x 3) (the default route for
-these layers), convkit through the GEMM path (CONVKIT_CONV_WINOGRAD=0), and torch.nn.functional.conv2d
-with autograd. The tests bound every element (tests/test_conv2d.py, winograd_bounds); this is the typical
-size of the error beside them.
+For AlexNet conv2, conv3 and conv5 (batch 4, float32, weights scaled by 1/sqrt(fan-in)) it prints the
+relative RMS error, sqrt(mean((a - r)^2) / mean(r^2)), of the forward, data gradient and weight gradient
+against tests/reference/conv2d.py in float64: convkit through Winograd (the default route for these
+layers: F(2, 5) along the rows for conv2's 5 x 5, F(2 x 2, 3 x 3) for the others), convkit through the
+GEMM path (CONVKIT_CONV_WINOGRAD=0), and torch.nn.functional.conv2d with autograd. The tests bound every
+element (tests/test_conv2d.py, winograd_bounds and rows_bounds); this is the typical size of the error
+beside them.
 """
 import os
 import sys
@@ -19,7 +20,8 @@ import convkit.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from reference import conv2d as ref  # noqa: E402
 
-LAYERS = [("conv3", (4, 256, 13, 13), (384, 256, 3, 3), 1), ("conv5", (4, 384, 13, 13), (256, 192, 3, 3), 2)]
+LAYERS = [("conv2", (4, 96, 27, 27), (256, 48, 5, 5), 2), ("conv3", (4, 256, 13, 13), (384, 256, 3, 3), 1),
+          ("conv5", (4, 384, 13, 13), (256, 192, 3, 3), 2)]
 
 
 def rms(a, r):
@@ -32,8 +34,8 @@ def main():
     try:
         for name, xs, ws, g in LAYERS:
             x = rng.standard_normal(xs).astype(np.float32)
-            w = (rng.standard_normal(ws) / np.sqrt(ws[1] * 9)).astype(np.float32)
-            kw = dict(padding=1, groups=g)
+            w = (rng.standard_normal(ws) / np.sqrt(ws[1] * ws[2] * ws[3])).astype(np.float32)
+            kw = dict(padding=ws[2] // 2, groups=g)
             y64 = ref.conv2d(x, w, None, **kw)
             dy = rng.standard_normal(y64.shape).astype(np.float32)
             want = (y64, ref.conv2d_backward_data(dy, w, x.shape, **kw), ref.conv2d_backward_weight(x, dy, w.shape, **kw))

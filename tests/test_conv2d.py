@@ -951,9 +951,10 @@ def test_gradients_data_as_forward(kw, rng):
 # ---- Winograd F(2 x 2, 3 x 3) (conv2d_winograd.cpp) -----------------------------------------------
 
 def winograd(mode):
-    """CONVKIT_CONV_WINOGRAD: '1' forces the Winograd route for every 3 x 3, stride-1, undilated conv
-    with padding <= 2 (any dtype, channel and image count; auto mode only), '0' keeps it off; unset,
-    it takes float32 layers with 64+ input and output channels per group (128 x 128 or more)."""
+    """CONVKIT_CONV_WINOGRAD: '1' forces the Winograd routes for every 3 x 3, stride-1, undilated conv
+    with padding <= 2 and every 5-wide one (F(2, 5) along the rows) with padding <= 4 across and
+    below the kernel's height down (any dtype, channel and image count; auto mode only), '0' keeps
+    them off; unset, they take float32 layers with enough channels (see each route's tests)."""
     return env("CONVKIT_CONV_WINOGRAD", mode)
 
 
@@ -995,26 +996,43 @@ def test_winograd_reference_is_the_convolution(rng):
         assert np.all(wref.forward(x, w, b, p, g, absolute=True) >= direct * (1 - 1e-12))
 
 
-@pytest.mark.parametrize("dt", [np.float32, np.float64])
-@pytest.mark.parametrize("geom", [  # x shape, w shape, padding, groups
-    ((2, 5, 7, 9), (6, 5, 3, 3), 1, 1),       # odd output: a last tile row and column half outside
-    ((3, 6, 8, 5), (4, 3, 3, 3), 0, 2),       # no padding, groups, 3 images on 2 threads
-    ((2, 4, 6, 6), (6, 4, 3, 3), 2, 1),       # padding 2: the output larger than the input
+# x shape, w shape, padding, groups: the 3 x 3 route's geometries, then the rows route's (5-wide kernels)
+WINOGRAD_GEOMS = [
+    ((2, 5, 7, 9), (6, 5, 3, 3), 1, 1),        # odd output: a last tile row and column half outside
+    ((3, 6, 8, 5), (4, 3, 3, 3), 0, 2),        # no padding, groups, 3 images on 2 threads
+    ((2, 4, 6, 6), (6, 4, 3, 3), 2, 1),        # padding 2: the output larger than the input
     ((2, 4, 5, 7), (10, 2, 3, 3), (2, 0), 2),  # asymmetric padding
-    ((2, 3, 1, 12), (2, 3, 3, 3), 1, 1),      # one output row: one tile row, half of it outside
-    ((2, 8, 30, 26), (8, 8, 3, 3), 1, 1),     # 15 x 13 tiles: several chunks per image
-    ((2, 64, 13, 13), (96, 32, 3, 3), 1, 2),  # AlexNet-like channels and groups
-])
+    ((2, 3, 1, 12), (2, 3, 3, 3), 1, 1),       # one output row: one tile row, half of it outside
+    ((2, 8, 30, 26), (8, 8, 3, 3), 1, 1),      # 15 x 13 tiles: several chunks per image
+    ((2, 64, 13, 13), (96, 32, 3, 3), 1, 2),   # AlexNet-like channels and groups
+    ((2, 5, 7, 9), (6, 5, 5, 5), 2, 1),        # odd output width: the last tile half outside
+    ((3, 6, 8, 6), (4, 3, 5, 5), 0, 2),        # no padding: one tile per row; groups, 3 images on 2 threads
+    ((2, 4, 6, 6), (6, 4, 5, 5), 4, 1),        # padding 4: the output larger than the input
+    ((2, 4, 5, 7), (10, 2, 5, 5), (2, 0), 2),  # asymmetric padding
+    ((2, 3, 9, 8), (4, 3, 3, 5), (1, 2), 1),   # a 3 x 5 kernel
+    ((2, 3, 1, 12), (2, 3, 1, 5), (0, 2), 1),  # a one-row kernel on a one-row input
+    ((2, 8, 32, 27), (8, 8, 5, 5), 2, 1),      # 32 x 14 tiles per image: two chunks of rows
+    ((2, 64, 13, 13), (96, 32, 5, 5), 2, 2),   # AlexNet-like channels and groups
+]
+
+
+def route_bounds(w):
+    """The bounds of the route a forced-on conv with these weights takes."""
+    return winograd_bounds if w.shape[3] == 3 else rows_bounds
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", WINOGRAD_GEOMS)
 def test_winograd_matches_reference(dt, geom, rng):
-    # forced on, 1 and 2 threads, all three passes against the reference within winograd_bounds; the
-    # forward and data gradient do not depend on the thread count (each output chunk by one thread)
+    # forced on, 1 and 2 threads, all three passes against the reference within the route's bounds;
+    # the forward and data gradient do not depend on the thread count (each output by one thread)
     xs, ws, p, g = geom
     x, w, b = random_problem(rng, xs, ws, dt)
     kw = dict(padding=p, groups=g)
     want = (ref.conv2d(x, w, b, **kw),)
     dy = rng.standard_normal(want[0].shape).astype(dt)
     want += (ref.conv2d_backward_data(dy, w, x.shape, **kw), ref.conv2d_backward_weight(x, dy, w.shape, **kw))
-    tols = winograd_bounds(x, w, b, dy, p, g, dt)
+    tols = route_bounds(w)(x, w, b, dy, p, g, dt)
     got = {}
     for n in (1, 2):
         with winograd("1"), threads(n):
@@ -1029,24 +1047,27 @@ def test_winograd_matches_reference(dt, geom, rng):
         assert not any(np.array_equal(a, d) for a, d in zip(got[1], direct))
 
 
-def test_winograd_auto_takes_alexnet_conv4(rng):
-    # float32, 192 x 192 channels per group on 13 x 13, 4 images (676 output pixels; auto wants 512):
-    # the route auto mode picks (the same bits as forced on, not those of the GEMM path), within its
-    # bounds
-    x, w, b = random_problem(rng, (4, 384, 13, 13), (384, 192, 3, 3), np.float32)
-    dy = rng.standard_normal((4, 384, 13, 13)).astype(np.float32)
-    auto = winograd_passes(x, w, b, dy, 1, 2)
+def check_auto_takes(x, w, b, dy, padding, groups):
+    """Auto mode picks the route (the same bits as forced on, not those of the route off), within
+    its bounds."""
+    auto = winograd_passes(x, w, b, dy, padding, groups)
     with winograd("1"):
-        forced = winograd_passes(x, w, b, dy, 1, 2)
+        forced = winograd_passes(x, w, b, dy, padding, groups)
     with winograd("0"):
-        off = winograd_passes(x, w, b, dy, 1, 2)
-    kw = dict(padding=1, groups=2)
+        off = winograd_passes(x, w, b, dy, padding, groups)
+    kw = dict(padding=padding, groups=groups)
     want = (ref.conv2d(x, w, b, **kw), ref.conv2d_backward_data(dy, w, x.shape, **kw),
             ref.conv2d_backward_weight(x, dy, w.shape, **kw))
     for name, a, f, o, r, tol in zip(("y", "dx", "dw"), auto, forced, off, want,
-                                     winograd_bounds(x, w, b, dy, 1, 2, np.float32)):
+                                     route_bounds(w)(x, w, b, dy, padding, groups, np.float32)):
         assert np.array_equal(a, f) and not np.array_equal(a, o), name
         assert_close(a, r, rtol=0, atol=tol, name=name)
+
+
+def test_winograd_auto_takes_alexnet_conv4(rng):
+    # float32, 192 x 192 channels per group on 13 x 13, 4 images (676 output pixels; auto wants 512)
+    x, w, b = random_problem(rng, (4, 384, 13, 13), (384, 192, 3, 3), np.float32)
+    check_auto_takes(x, w, b, rng.standard_normal((4, 384, 13, 13)).astype(np.float32), 1, 2)
 
 
 def test_winograd_auto_declines_small_layers(rng):
@@ -1067,10 +1088,10 @@ def test_winograd_auto_declines_small_layers(rng):
 
 
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(padding=1, dilation=2), dict(padding=3),
-                                dict(padding=2, kernel=5), dict(padding=(1, 0), kernel=(3, 1))])
+                                dict(padding=2, kernel=(5, 3)), dict(padding=(1, 0), kernel=(3, 1))])
 def test_winograd_declines_what_it_cannot_do(kw, rng):
-    # forced on, shapes outside F(2 x 2, 3 x 3) with padding <= 2 run where they ran before: the
-    # same bits as with it off
+    # forced on, shapes outside F(2 x 2, 3 x 3) with padding <= 2 (and outside the rows route's
+    # 5-wide kernels) run where they ran before: the same bits as with it off
     kw = dict(kw)
     k = kw.pop("kernel", 3)
     kh, kwd = (k, k) if np.isscalar(k) else k
@@ -1098,44 +1119,146 @@ def test_winograd_inf_stays_in_its_windows():
         assert np.array_equal(y[fin], want[fin].astype(np.float32)), where  # small integers: exact
 
 
-def test_winograd_forced_still_checks_its_input():
-    # forced on, bad input to all three passes is refused by the argument checks before the route runs
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_forced_still_checks_its_input(k):
+    # forced on, bad input to all three passes is refused by the argument checks before the route
+    # (the 3 x 3 one or the rows one) runs
     x = np.ones((2, 8, 9, 9), np.float32)
-    w = np.ones((8, 8, 3, 3), np.float32)
+    w = np.ones((8, 8, k, k), np.float32)
     dy = np.ones((2, 8, 9, 9), np.float32)
+    p = k // 2
     with winograd("1"):
-        assert_raises(ValueError, r"conv2d", F.conv2d, x, np.ones((8, 4, 3, 3), np.float32), padding=1)
-        assert_raises(TypeError, r"conv2d", F.conv2d, x, w.astype(np.float64), padding=1)
-        assert_raises(ValueError, r"contiguous", F.conv2d, x[:, :, ::2], w, padding=1)
-        assert_raises(ValueError, r"conv2d_backward_data", F.conv2d_backward_data, dy[:, :, :7], w, x.shape, padding=1)
+        assert_raises(ValueError, r"conv2d", F.conv2d, x, np.ones((8, 4, k, k), np.float32), padding=p)
+        assert_raises(TypeError, r"conv2d", F.conv2d, x, w.astype(np.float64), padding=p)
+        assert_raises(ValueError, r"contiguous", F.conv2d, x[:, :, ::2], w, padding=p)
+        assert_raises(ValueError, r"conv2d_backward_data", F.conv2d_backward_data, dy[:, :, :7], w, x.shape, padding=p)
         assert_raises(ValueError, r"conv2d_backward_weight", F.conv2d_backward_weight, x, dy[:, :4], w.shape,
-                      padding=1)
+                      padding=p)
 
 
-@pytest.mark.parametrize("kw", [dict(padding=(1, 2), groups=2), dict(padding=0)])
-def test_winograd_gradients(kw, rng):
-    # float64 through the route (forced) against central differences of its own forward
-    xs, ws = ((2, 4, 7, 6), (4, 2, 3, 3)) if kw.get("groups") else ((2, 3, 6, 7), (5, 3, 3, 3))
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 4, 7, 6), (4, 2, 3, 3), dict(padding=(1, 2), groups=2)), ((2, 3, 6, 7), (5, 3, 3, 3), dict(padding=0)),
+    ((2, 4, 7, 8), (4, 2, 3, 5), dict(padding=(1, 2), groups=2)), ((2, 3, 6, 9), (5, 3, 5, 5), dict(padding=0)),
+])
+def test_winograd_gradients(xs, ws, kw, rng):
+    # float64 through the route (forced; 3 x 3 or 5-wide) against central differences of its own forward
     x, w, b = random_problem(rng, xs, ws, np.float64)
     with winograd("1"):
         check_conv_gradients(x, w, b, kw)
 
 
-def test_winograd_against_torch(rng):
-    # float64 forced through the route against PyTorch's CPU convolution and its autograd
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_against_torch(k, rng):
+    # float64 forced through the route (3 x 3 or the rows one) against PyTorch's CPU convolution and
+    # its autograd
     torch = pytest.importorskip("torch")
-    x, w, b = random_problem(rng, (2, 6, 9, 11), (8, 3, 3, 3), np.float64)
-    kw = dict(padding=1, groups=2)
+    x, w, b = random_problem(rng, (2, 6, 9, 11), (8, 3, k, k), np.float64)
+    kw = dict(padding=k // 2, groups=2)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
     dy = rng.standard_normal(ty.shape)
     ty.backward(torch.tensor(dy))
     with winograd("1"):
-        y, dx, dw = winograd_passes(x, w, b, dy, 1, 2)
-    # float64: ~1e-16 relative to magnitudes below 100 here
-    assert_close(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
-    assert_close(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+        y, dx, dw = winograd_passes(x, w, b, dy, k // 2, 2)
+    # float64: ~1e-15 relative (the rows route's transforms hold 4s, 5s and 1/24s) to magnitudes below
+    # 100 here
+    assert_close(y, ty.detach().numpy(), rtol=1e-12, atol=1e-11)
+    assert_close(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-11)
     assert_close(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-11)
+
+
+# ---- Winograd F(2, 5) along the rows (conv2d_winograd_rows.cpp) -------------------------------------
+
+def rows_bounds(x, w, b, dy, padding, groups, dt):
+    """Elementwise error bounds of the rows route's three passes: bound() with the magnitudes of all
+    the terms it adds (reference/winograd.py's rows_* with absolute values). Terms: the forward sums
+    KH Cg products, each of a weight transformed in up to 5 roundings and an input in 3, then 5 of
+    the output transform and the bias: KH Cg + 14; the data gradient OCg products (a transformed dy
+    in 2 roundings), KH rows added, 4 roundings back and 3 overlapping tiles: OCg + KH + 12; the
+    weight gradient one product per tile of every image (a partial sum per thread), 2 + 3 + 6
+    roundings of the transforms: tiles + 14."""
+    oc, cg, kh = w.shape[:3]
+    ph, pw = (padding, padding) if np.isscalar(padding) else padding
+    oh, ow = x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - 4
+    tiles = x.shape[0] * oh * ((ow + 1) // 2)
+    return (bound(kh * cg + 14, wref.rows_forward(x, w, b, padding, groups, absolute=True), dt),
+            bound(oc // groups + kh + 12, wref.rows_backward_data(dy, w, x.shape, padding, groups, absolute=True), dt),
+            bound(tiles + 14, wref.rows_backward_weight(x, dy, w.shape, padding, groups, absolute=True), dt))
+
+
+def test_winograd_rows_reference_is_the_convolution(rng):
+    # the tests' float64 F(2, 5) along the rows against the plain reference: the same linear map and
+    # its adjoints, to float64 rounding (its transforms hold 4s, 5s and 1/24s); its magnitudes cover
+    # the direct sums'
+    for xs, ws, p, g in [((2, 6, 7, 9), (4, 3, 5, 5), 2, 2), ((1, 3, 5, 4), (6, 3, 3, 5), (0, 2), 1),
+                         ((2, 2, 6, 5), (2, 2, 1, 5), (0, 4), 1)]:
+        x, w, b = random_problem(rng, xs, ws, np.float64)
+        kw = dict(padding=p, groups=g)
+        y = ref.conv2d(x, w, b, **kw)
+        dy = rng.standard_normal(y.shape)
+        assert_close(wref.rows_forward(x, w, b, p, g), y, rtol=1e-13, atol=1e-12)
+        assert_close(wref.rows_backward_data(dy, w, x.shape, p, g), ref.conv2d_backward_data(dy, w, x.shape, **kw),
+                     rtol=1e-13, atol=1e-12)
+        assert_close(wref.rows_backward_weight(x, dy, w.shape, p, g),
+                     ref.conv2d_backward_weight(x, dy, w.shape, **kw), rtol=1e-13, atol=1e-12)
+        direct = ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw)
+        assert np.all(wref.rows_forward(x, w, b, p, g, absolute=True) >= direct * (1 - 1e-12))
+
+
+def test_winograd_rows_auto_takes_a_conv2_like_layer(rng):
+    # float32 5 x 5, 32 input and 64 output channels per group on 16 x 16, 2 images (512 output
+    # pixels, the least auto takes)
+    x, w, b = random_problem(rng, (2, 64, 16, 16), (128, 32, 5, 5), np.float32)
+    check_auto_takes(x, w, b, rng.standard_normal((2, 128, 16, 16)).astype(np.float32), 2, 2)
+
+
+def test_winograd_rows_auto_declines_small_layers(rng):
+    # float64; 16 input or 32 output channels per group; a 3 x 5 kernel; a 10-wide output (5 tiles);
+    # 1 image on 2 threads: auto keeps the other paths (the same bits as with the route off)
+    cases = [(np.float64, (2, 64, 16, 16), (64, 64, 5, 5), 1), (np.float32, (2, 16, 16, 16), (64, 16, 5, 5), 1),
+             (np.float32, (2, 64, 16, 16), (32, 64, 5, 5), 1), (np.float32, (2, 64, 16, 16), (64, 64, 3, 5), 1),
+             (np.float32, (4, 64, 10, 10), (64, 64, 5, 5), 1), (np.float32, (1, 64, 24, 24), (64, 64, 5, 5), 2)]
+    for dt, xs, ws, nt in cases:
+        x, w, b = random_problem(rng, xs, ws, dt)
+        pad = (ws[2] // 2, 2)
+        dy = rng.standard_normal((xs[0], ws[0], xs[2], xs[3])).astype(dt)
+        with threads(nt):
+            auto = winograd_passes(x, w, b, dy, pad, 1)
+            with winograd("0"):
+                off = winograd_passes(x, w, b, dy, pad, 1)
+        assert all(np.array_equal(a, o) for a, o in zip(auto, off)), (dt, xs, ws)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=2), dict(padding=4, dilation=2), dict(padding=5),
+                                dict(padding=(2, 2), kernel=(2, 5)), dict(padding=3, kernel=(5, 7))])
+def test_winograd_rows_declines_what_it_cannot_do(kw, rng):
+    # forced on, shapes outside the rows route (stride or dilation 2, padding 5 across, padding at
+    # least the kernel's height down, a 7-wide kernel) run where they ran before: the same bits
+    kw = dict(kw)
+    k = kw.pop("kernel", 5)
+    kh, kwd = (k, k) if np.isscalar(k) else k
+    x, w, b = random_problem(rng, (2, 8, 13, 12), (8, 8, kh, kwd), np.float32)
+    with winograd("1"):
+        y1 = F.conv2d(x, w, b, **kw)
+    with winograd("0"):
+        y0 = F.conv2d(x, w, b, **kw)
+    assert np.array_equal(y1, y0)
+
+
+def test_winograd_rows_inf_stays_in_its_windows():
+    # an inf in the input makes non-finite exactly the outputs whose window holds it and nothing
+    # else: a tile's first input column feeds only its first output, its last only its second
+    for where in [(0, 0), (6, 7), (3, 4), (12, 12), (5, 0), (5, 1)]:
+        x = np.ones((1, 8, 13, 13), np.float32)
+        x[0, 5][where] = np.inf
+        w = np.ones((8, 8, 5, 5), np.float32)
+        with winograd("1"):
+            y = F.conv2d(x, w, padding=2)
+        want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), padding=2)
+        assert np.array_equal(np.isfinite(y), np.isfinite(want)), where
+        fin = np.isfinite(want)
+        mag = wref.rows_forward(np.ones(x.shape), w, None, 2, 1, absolute=True)  # the finite terms' magnitudes
+        assert_close(y[fin], want[fin], rtol=0, atol=bound(8 * 5 + 14, mag[fin], np.float32))
 
 
 # ---- torch ---------------------------------------------------------------------------------------

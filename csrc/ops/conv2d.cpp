@@ -195,6 +195,7 @@ void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const
   const int impl = current_impl();
   if (impl == kRef) return conv2d_detail::forward_ref(x, w, b, y, p);
   if (impl == kAuto && conv2d_detail::forward_winograd(x, w, b, y, p)) return;
+  if (impl == kAuto && conv2d_detail::forward_winograd_rows(x, w, b, y, p)) return;
   if (impl == kAuto || impl == kDirect) {
     if (conv2d_detail::forward_direct(x, w, b, y, p, impl == kDirect)) return;
     if (impl == kDirect) throw_declined(op, impl);
@@ -210,6 +211,7 @@ void conv2d_forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, const
 void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p) {
   const int impl = current_impl();
   if (impl == kAuto && conv2d_detail::backward_data_winograd(dy, w, dx, p)) return;
+  if (impl == kAuto && conv2d_detail::backward_data_winograd_rows(dy, w, dx, p)) return;
   if ((impl == kAuto || impl == kDirect) && conv2d_detail::backward_data_direct(dy, w, dx, p, impl == kDirect)) return;
   if (impl != kRef && conv2d_detail::backward_data_gemm(dy, w, dx, p)) return;
   if (impl == kGemm) throw_declined("conv2d_backward_data", impl);
@@ -219,6 +221,7 @@ void conv2d_backward_data_cpu(const Tensor& dy, const Tensor& w, const Tensor& d
 void conv2d_backward_weight_cpu(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p) {
   const int impl = current_impl();
   if (impl == kAuto && conv2d_detail::backward_weight_winograd(x, dy, dw, p)) return;
+  if (impl == kAuto && conv2d_detail::backward_weight_winograd_rows(x, dy, dw, p)) return;
   if ((impl == kAuto || impl == kDirect) && conv2d_detail::backward_weight_direct(x, dy, dw, p, impl == kDirect))
     return;
   if (impl != kRef && conv2d_detail::backward_weight_gemm(x, dy, dw, p)) return;

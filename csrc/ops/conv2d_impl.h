@@ -5,6 +5,9 @@
 //   conv2d_winograd.cpp all three passes of 3 x 3 stride-1 convs with 32+ channels per group (auto
 //                      mode only): Winograd's F(2 x 2, 3 x 3), 16 GEMMs over the channels doing
 //                      2.25 times fewer multiply-adds; CONVKIT_CONV_WINOGRAD=0 / 1 forces it off / on.
+//   conv2d_winograd_rows.cpp the same for 5-wide stride-1 kernels (AlexNet conv2's 5 x 5): F(2, 5)
+//                      along the rows, the kernel's rows summed directly; 6 GEMMs over (kernel row,
+//                      channel) doing 1.67 times fewer multiply-adds. The same switch.
 //   conv2d_direct.cpp  forward, backward data and weight: register-blocked direct convolution (AVX2
 //                      kernels in conv2d_direct_avx2.cpp) for float, stride-1 convs with few output
 //                      channels per group, where im2col + GEMM would spend most of its time copying.
@@ -21,6 +24,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <vector>
 
 #include "convkit/parallel.h"
 #include "ops/conv2d.h"
@@ -67,6 +71,35 @@ bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype);
 bool forward_winograd(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
 bool backward_data_winograd(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 bool backward_weight_winograd(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
+
+// CONVKIT_CONV_WINOGRAD, read by both Winograd routes: 0 = never, 1 = wherever the shape allows
+// (the tests run both ways), -1 (unset or anything else) = auto mode's choice.
+int winograd_setting();
+// The Winograd weight gradients' per-thread partial sums (null where a thread had no images), added
+// up in thread order into the first one's, which is returned: the same order whatever the timing.
+template <class T>
+T* sum_in_thread_order(const std::vector<T*>& partial, int64_t size, int nt) {
+  T* total = nullptr;
+  for (T* p : partial) {
+    if (!p) continue;
+    if (!total) {
+      total = p;
+      continue;
+    }
+    maybe_parallel(size, nt, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) total[i] += p[i];
+    });
+  }
+  return total;
+}
+
+// Winograd F(2, 5) along the rows (conv2d_winograd_rows.cpp): 5-wide kernels of any height, stride
+// and dilation 1, padding <= 4 across and < the kernel's height down; in auto mode float32 5 x 5
+// with 32+ input and 64+ output channels per group. Declines (false, nothing written) otherwise.
+bool forward_winograd_rows(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y,
+                           const Conv2dParams& p);
+bool backward_data_winograd_rows(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
+bool backward_weight_winograd_rows(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
 
 // The GEMM path: returns false (and writes nothing) when it declines the shape.
 bool forward_gemm(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);

@@ -94,16 +94,20 @@ __attribute__((noinline)) void g_adj(CK_C u0, CK_C u1, CK_C u2, CK_C u3, CK_R f0
 #undef CK_R
 #undef CK_C
 
+}  // namespace
+
 // CONVKIT_CONV_WINOGRAD=0 / 1: never / wherever the shape allows (the tests run both ways).
-int setting() {
+int winograd_setting() {
   const char* e = std::getenv("CONVKIT_CONV_WINOGRAD");
   if (e && e[0] == '0') return 0;
   if (e && e[0] == '1') return 1;
   return -1;
 }
 
+namespace {
+
 bool plan_for(const Dims& d, const Conv2dParams& p, DType dtype, Plan* out) {
-  const int s = setting();
+  const int s = winograd_setting();
   if (s == 0) return false;
   if (d.KH != 3 || d.KW != 3 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return false;
   if (p.pad_h > 2 || p.pad_w > 2) return false;
@@ -490,19 +494,7 @@ void backward_weight_t(const Plan& P, const Tensor& x, const Tensor& dy, const T
         first = false;
       });
   });
-  // the threads' sums in thread order, into the first one's
-  T* total = nullptr;
-  for (int t = 0; t < P.nt; ++t) {
-    if (!partial[t]) continue;
-    if (!total) {
-      total = partial[t];
-      continue;
-    }
-    const T* src = partial[t];
-    maybe_parallel(static_cast<int64_t>(usize), P.nt, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) total[i] += src[i];
-    });
-  }
+  T* total = sum_in_thread_order(partial, static_cast<int64_t>(usize), P.nt);
   weights_adjoint(P, total, dw.ptr<T>());
 }
 
