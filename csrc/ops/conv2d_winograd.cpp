@@ -180,13 +180,14 @@ std::vector<PackedA<T>> packed_weights(const Plan& P, const T* w, bool trans) {
   const Dims& d = P.d;
   const int64_t M = trans ? d.Cg : d.OCg, K = trans ? d.OCg : d.Cg;
   const PackedALayout L = gemm_packed_a_layout<T>(M, K);
+  const PackedIndex at(L);
   const int64_t per = L.mpad * K;
   T* up = workspace_as<T>(static_cast<std::size_t>(per * d.G * kXi), kSlotU);
   std::vector<PackedA<T>> pa(static_cast<std::size_t>(d.G * kXi));
   for (int64_t r = 0; r < d.G * kXi; ++r) {
     pa[r] = PackedA<T>{up + r * per, M, K, static_cast<int>(L.mr)};
     for (int64_t i = M; i < L.mpad; ++i)  // the last panel's rows past M
-      for (int64_t k = 0; k < K; ++k) up[r * per + L.index(i, k)] = T(0);
+      for (int64_t k = 0; k < K; ++k) up[r * per + at(i, k)] = T(0);
   }
   // mr output channels at a time (one panel of rows when not transposed), so that the packed layout
   // is written in runs: a panel's [k][mr] values, or mr consecutive values per channel pair
@@ -204,7 +205,7 @@ std::vector<PackedA<T>> packed_weights(const Plan& P, const T* w, bool trans) {
         if (!trans) {  // rows o0 .. o0 + on: one panel, [k][mr] in each K block
           for (int64_t pc = 0; pc < K; pc += L.kcb) {
             const int64_t kc = std::min(L.kcb, K - pc);
-            T* p = dst + L.index(o0, pc);
+            T* p = dst + at(o0, pc);
             for (int64_t k = 0; k < kc; ++k)
               for (int64_t i = 0; i < on; ++i) p[k * mr + i] = u[(i * kXi + xi) * d.Cg + pc + k];
           }
@@ -212,7 +213,7 @@ std::vector<PackedA<T>> packed_weights(const Plan& P, const T* w, bool trans) {
           for (int64_t c0 = 0; c0 < d.Cg; c0 += mr) {
             const int64_t cn = std::min(mr, d.Cg - c0);
             for (int64_t i = 0; i < on; ++i) {
-              T* p = dst + L.index(c0, o0 + i);
+              T* p = dst + at(c0, o0 + i);
               const T* src = u + (i * kXi + xi) * d.Cg + c0;
               for (int64_t j = 0; j < cn; ++j) p[j] = src[j];
             }

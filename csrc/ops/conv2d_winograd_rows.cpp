@@ -147,13 +147,14 @@ std::vector<PackedA<T>> packed_weights(const Plan& P, const T* w, bool trans) {
   const Dims& d = P.d;
   const int64_t M = trans ? P.Kd : d.OCg, K = trans ? d.OCg : P.Kd;
   const PackedALayout L = gemm_packed_a_layout<T>(M, K);
+  const PackedIndex at(L);
   const int64_t per = L.mpad * K;
   T* up = workspace_as<T>(static_cast<std::size_t>(per * d.G * kXi), kSlotU);
   std::vector<PackedA<T>> pa(static_cast<std::size_t>(d.G * kXi));
   for (int64_t r = 0; r < d.G * kXi; ++r) {
     pa[r] = PackedA<T>{up + r * per, M, K, static_cast<int>(L.mr)};
     for (int64_t i = M; i < L.mpad; ++i)
-      for (int64_t k = 0; k < K; ++k) up[r * per + L.index(i, k)] = T(0);
+      for (int64_t k = 0; k < K; ++k) up[r * per + at(i, k)] = T(0);
   }
   maybe_parallel(d.OC, P.nt, [&](int64_t o0, int64_t o1) {
     for (int64_t oc = o0; oc < o1; ++oc) {
@@ -162,8 +163,8 @@ std::vector<PackedA<T>> packed_weights(const Plan& P, const T* w, bool trans) {
         for (int64_t ky = 0; ky < d.KH; ++ky) {
           T u[kXi];
           g6(w + ((oc * d.Cg + c) * d.KH + ky) * 5, u);
-          const int64_t at = trans ? L.index(ky * d.Cg + c, o) : L.index(o, ky * d.Cg + c);
-          for (int xi = 0; xi < kXi; ++xi) up[(g * kXi + xi) * per + at] = u[xi];
+          const int64_t idx = trans ? at(ky * d.Cg + c, o) : at(o, ky * d.Cg + c);
+          for (int xi = 0; xi < kXi; ++xi) up[(g * kXi + xi) * per + idx] = u[xi];
         }
     }
   });
