@@ -17,8 +17,9 @@ method on one host; the ratios against PyTorch are `python -m convkit.bench`'s.
 
 GFLOP/s count the convolution's own multiply-adds, 2 N OC OH OW (C / groups) KH KW, whatever a route
 does: on the 3 x 3 layers convkit's default route is Winograd's F(2 x 2, 3 x 3)
-(csrc/ops/conv2d_winograd.cpp), which does 1.94 times fewer of them on AlexNet's 13 x 13 outputs, so
-there the figure is an effective rate (time against the direct convolution's work). Run with
+(csrc/ops/conv2d_winograd.cpp), which does 1.94 times fewer of them on AlexNet's 13 x 13 outputs, and on
+conv2's 5 x 5 Winograd's F(2, 5) along the rows (csrc/ops/conv2d_winograd_rows.cpp, 1.61 times fewer on
+27-wide rows), so there the figure is an effective rate (time against the direct convolution's work). Run with
 CONVKIT_CONV_WINOGRAD=0 for the rate of the direct sums; the JSON records the CONVKIT_* settings.
 """
 from __future__ import annotations

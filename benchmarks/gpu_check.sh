@@ -116,9 +116,9 @@ save "$RES"/tests_cpu_isa.xml
 run 45 "cpu narrow kernels" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_GEMM_NARROW 0 1 --layers conv3,conv5 \
   --passes fwd,bwd_data --threads 1 --repeats 5 --batch 8 | tee '$REPO/$RES/cpu_narrow.txt'"
 save "$RES"/cpu_narrow.txt
-# and the Winograd route for 3 x 3 layers against the GEMM path there (AVX-512's 32-wide tiles cover a
-# 13 x 13 image's 49 tiles less well than AVX2's 16-wide ones: 32 + 17)
-run 40 "cpu winograd" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_CONV_WINOGRAD 0 1 --layers conv3,conv4 \
+# and the Winograd routes (3 x 3: conv3, conv4; F(2, 5) along the rows: conv2) against the GEMM path
+# there (AVX-512's 32-wide tiles cover a 13 x 13 image's 49 tiles less well than AVX2's 16-wide ones: 32 + 17)
+run 50 "cpu winograd" bash -c "cd benchmarks && $PY route_ab.py CONVKIT_CONV_WINOGRAD 0 1 --layers conv2,conv3,conv4 \
   --passes fwd,bwd_data,bwd_weight --threads 2 --repeats 3 --batch 16 | tee '$REPO/$RES/cpu_winograd.txt'"
 save "$RES"/cpu_winograd.txt
 

@@ -14,8 +14,8 @@ included; --quick times a fixed number of steps and extrapolates to the epoch, a
 machine's measured FP32 peak (an in-tree FMA-throughput loop, best of several runs, per thread count)
 so that every convolution also prints its % of that peak (measured before and after the cases; the
 best of the two is used in the summary and the JSON; a convolution's GFLOP/s count its own
-multiply-adds whatever the route, so on the 3 x 3 layers, which convkit runs through Winograd's
-F(2 x 2, 3 x 3) with fewer of them, they are an effective rate). The load average is recorded with the
+multiply-adds whatever the route, so on the 3 x 3 layers and AlexNet conv2's 5 x 5, which convkit runs
+through Winograd (F(2 x 2, 3 x 3); F(2, 5) along the rows) with fewer of them, they are an effective rate). The load average is recorded with the
 results: on a shared machine the numbers are only as good as the quiet they were measured in.
 
     python -m convkit.bench [--quick] [--threads 1,2] [--filter conv] [--repeats 15] [--json out.json]
