@@ -1005,6 +1005,7 @@ WINOGRAD_GEOMS = [
     ((2, 3, 1, 12), (2, 3, 3, 3), 1, 1),       # one output row: one tile row, half of it outside
     ((2, 8, 30, 26), (8, 8, 3, 3), 1, 1),      # 15 x 13 tiles: several chunks per image
     ((2, 64, 13, 13), (96, 32, 3, 3), 1, 2),   # AlexNet-like channels and groups
+    ((2, 300, 6, 5), (260, 300, 3, 3), 1, 1),  # 300 / 260 channels: two K blocks in the packed products
     ((2, 5, 7, 9), (6, 5, 5, 5), 2, 1),        # odd output width: the last tile half outside
     ((3, 6, 8, 6), (4, 3, 5, 5), 0, 2),        # no padding: one tile per row; groups, 3 images on 2 threads
     ((2, 4, 6, 6), (6, 4, 5, 5), 4, 1),        # padding 4: the output larger than the input
