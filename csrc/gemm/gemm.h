@@ -10,9 +10,11 @@
 // and AVX2, and a portable one; chosen at run time by convkit::cpu_isa().
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 namespace convkit {
 
@@ -61,6 +63,22 @@ struct PackedALayout {
 };
 template <class T>
 PackedALayout gemm_packed_a_layout(int64_t M, int64_t K);
+
+// PackedALayout::index without its divisions, from tables (for callers that write every element:
+// conv2d's Winograd weights): index(i, k) = base[k] + panel[i] * kc[k] + lane[i].
+struct PackedIndex {
+  std::vector<int64_t> base, kc, panel, lane;
+  explicit PackedIndex(const PackedALayout& L)
+      : base(static_cast<std::size_t>(L.K)), kc(base.size()), panel(static_cast<std::size_t>(L.mpad)),
+        lane(panel.size()) {
+    for (int64_t k = 0; k < L.K; ++k) {
+      const int64_t pc = k / L.kcb * L.kcb;
+      base[k] = pc * L.mpad + (k - pc) * L.mr, kc[k] = std::min(L.kcb, L.K - pc);
+    }
+    for (int64_t i = 0; i < L.mpad; ++i) panel[i] = i / L.mr * L.mr, lane[i] = i % L.mr;
+  }
+  int64_t operator()(int64_t i, int64_t k) const { return base[k] + panel[i] * kc[k] + lane[i]; }
+};
 
 // C[M, N] = alpha * A @ op(B) + beta * C. rows_done (optional) is called with [i0, i1) once rows
 // i0 .. i1 - 1 of C are final, in ascending order, together covering [0, M): on one thread as the

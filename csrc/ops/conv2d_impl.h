@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "convkit/parallel.h"
-#include "gemm/gemm.h"
 #include "ops/conv2d.h"
 
 namespace convkit {
@@ -72,22 +71,6 @@ bool indirect_takes(const Dims& d, const Conv2dParams& p, DType dtype);
 bool forward_winograd(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y, const Conv2dParams& p);
 bool backward_data_winograd(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dParams& p);
 bool backward_weight_winograd(const Tensor& x, const Tensor& dy, const Tensor& dw, const Conv2dParams& p);
-
-// PackedALayout::index without its divisions, from tables (the Winograd routes write every weight
-// straight into the packed panels): index(i, k) = base[k] + panel[i] * kc[k] + lane[i].
-struct PackedIndex {
-  std::vector<int64_t> base, kc, panel, lane;
-  explicit PackedIndex(const PackedALayout& L)
-      : base(static_cast<std::size_t>(L.K)), kc(base.size()), panel(static_cast<std::size_t>(L.mpad)),
-        lane(panel.size()) {
-    for (int64_t k = 0; k < L.K; ++k) {
-      const int64_t pc = k / L.kcb * L.kcb;
-      base[k] = pc * L.mpad + (k - pc) * L.mr, kc[k] = std::min(L.kcb, L.K - pc);
-    }
-    for (int64_t i = 0; i < L.mpad; ++i) panel[i] = i / L.mr * L.mr, lane[i] = i % L.mr;
-  }
-  int64_t operator()(int64_t i, int64_t k) const { return base[k] + panel[i] * kc[k] + lane[i]; }
-};
 
 // CONVKIT_CONV_WINOGRAD, read by both Winograd routes: 0 = never, 1 = wherever the shape allows
 // (the tests run both ways), -1 (unset or anything else) = auto mode's choice.
