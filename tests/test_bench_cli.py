@@ -53,20 +53,26 @@ def test_paired_ratio_is_the_median_of_back_to_back_pairs():
     assert len(tf) == len(tg) == 4 and min(tf + tg) >= 0
 
 
-def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path):
+def test_conv_peak_script_reports_each_pass_against_the_probe(tmp_path, monkeypatch):
     # benchmarks/conv_peak.py: every pass of a layer timed with the FMA probe beside each call; the
-    # share of the peak is a real measurement, so only its sanity is asserted: positive, and not
-    # far above the probe (a call timed without its work would show thousands of percent)
+    # share of the peak is a real measurement, so only its sanity is asserted: positive, and the median
+    # not far above the probe (a call timed without its work would show thousands of percent).
+    # Winograd is switched off here: its routes do up to 1.94x fewer multiply-adds than the nominal
+    # FLOPs count, so their share may honestly read above 150%. The range is only ordered: one sample
+    # whose two probes were both preempted reads high (CI saw 160% from a 0.6 ms probe), so no bound
+    # rests on a single sample.
     import importlib.util
     import pathlib
+    monkeypatch.setenv("CONVKIT_CONV_WINOGRAD", "0")
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "conv_peak.py"
     spec = importlib.util.spec_from_file_location("conv_peak", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    r = mod.measure("conv5", threads=1, repeats=2, batch=1, probe_iters=300_000)
+    r = mod.measure("conv5", threads=1, repeats=3, batch=1, probe_iters=1_500_000)
     assert set(r) == {"fwd", "bwd_data", "bwd_weight"}
     for v in r.values():
-        assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < PCT_CEILING
+        assert 0 < v["pct_min"] <= v["pct_of_peak"] <= v["pct_max"] < math.inf
+        assert v["pct_of_peak"] < PCT_CEILING
         assert v["gflops"] > 0.1
     out = tmp_path / "peak.json"
     before = convkit.get_num_threads()
