@@ -999,21 +999,24 @@ def test_winograd_reference_is_the_convolution(rng):
 # x shape, w shape, padding, groups: the 3 x 3 route's geometries, then the rows route's (5-wide kernels)
 WINOGRAD_GEOMS = [
     ((2, 5, 7, 9), (6, 5, 3, 3), 1, 1),        # odd output: a last tile row and column half outside
-    ((3, 6, 8, 5), (4, 3, 3, 3), 0, 2),        # no padding, groups, 3 images on 2 threads
+    ((3, 6, 8, 5), (4, 3, 3, 3), 0, 2),        # no padding, groups, 3 images
     ((2, 4, 6, 6), (6, 4, 3, 3), 2, 1),        # padding 2: the output larger than the input
     ((2, 4, 5, 7), (10, 2, 3, 3), (2, 0), 2),  # asymmetric padding
     ((2, 3, 1, 12), (2, 3, 3, 3), 1, 1),       # one output row: one tile row, half of it outside
     ((2, 8, 30, 26), (8, 8, 3, 3), 1, 1),      # 15 x 13 tiles: several chunks per image
     ((2, 64, 13, 13), (96, 32, 3, 3), 1, 2),   # AlexNet-like channels and groups
     ((2, 300, 6, 5), (260, 300, 3, 3), 1, 1),  # 300 / 260 channels: two K blocks in the packed products
+    ((3, 32, 9, 9), (32, 16, 3, 3), 1, 2),     # 3 images really on 2 threads (1.1M multiply-adds; 64K per thread)
     ((2, 5, 7, 9), (6, 5, 5, 5), 2, 1),        # odd output width: the last tile half outside
-    ((3, 6, 8, 6), (4, 3, 5, 5), 0, 2),        # no padding: one tile per row; groups, 3 images on 2 threads
+    ((3, 6, 8, 6), (4, 3, 5, 5), 0, 2),        # no padding: one tile per row; groups, 3 images
     ((2, 4, 6, 6), (6, 4, 5, 5), 4, 1),        # padding 4: the output larger than the input
     ((2, 4, 5, 7), (10, 2, 5, 5), (2, 0), 2),  # asymmetric padding
     ((2, 3, 9, 8), (4, 3, 3, 5), (1, 2), 1),   # a 3 x 5 kernel
     ((2, 3, 1, 12), (2, 3, 1, 5), (0, 2), 1),  # a one-row kernel on a one-row input
     ((2, 8, 32, 27), (8, 8, 5, 5), 2, 1),      # 32 x 14 tiles per image: two chunks of rows
     ((2, 64, 13, 13), (96, 32, 5, 5), 2, 2),   # AlexNet-like channels and groups
+    ((3, 32, 9, 9), (32, 16, 5, 5), 2, 2),     # 6 image-groups on 2 threads: each thread's dU has both groups, part of them
+    ((1, 48, 11, 11), (48, 16, 5, 5), 2, 3),   # one image's 3 groups on 2 threads: a thread's dU misses groups
 ]
 
 
@@ -1213,9 +1216,16 @@ def test_winograd_rows_auto_takes_a_conv2_like_layer(rng):
     check_auto_takes(x, w, b, rng.standard_normal((2, 128, 16, 16)).astype(np.float32), 2, 2)
 
 
+def test_winograd_rows_auto_takes_one_image_of_two_groups_on_two_threads(rng):
+    # the units of work are image-groups: AlexNet conv2's shape at batch 1 gives both threads a group
+    x, w, b = random_problem(rng, (1, 96, 27, 27), (256, 48, 5, 5), np.float32)
+    with threads(2):
+        check_auto_takes(x, w, b, rng.standard_normal((1, 256, 27, 27)).astype(np.float32), 2, 2)
+
+
 def test_winograd_rows_auto_declines_small_layers(rng):
     # float64; 16 input or 32 output channels per group; a 3 x 5 kernel; a 10-wide output (5 tiles);
-    # 1 image on 2 threads: auto keeps the other paths (the same bits as with the route off)
+    # 1 image of one group on 2 threads: auto keeps the other paths (the same bits as with the route off)
     cases = [(np.float64, (2, 64, 16, 16), (64, 64, 5, 5), 1), (np.float32, (2, 16, 16, 16), (64, 16, 5, 5), 1),
              (np.float32, (2, 64, 16, 16), (32, 64, 5, 5), 1), (np.float32, (2, 64, 16, 16), (64, 64, 3, 5), 1),
              (np.float32, (4, 64, 10, 10), (64, 64, 5, 5), 1), (np.float32, (1, 64, 24, 24), (64, 64, 5, 5), 2)]

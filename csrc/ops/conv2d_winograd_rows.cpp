@@ -35,11 +35,13 @@
 //
 // Work: chunks of whole output rows of one image, about kTargetTiles tiles (AlexNet conv2: one whole
 // 27 x 27 image, 378 tiles; chunks of 4 or 8 rows were 5-15% slower: every product streams its
-// 128 x 240 packed weights once per chunk). Threads: the forward takes chunks from a shared counter;
-// the data gradient whole images from a counter (each image-group's dV summed in one thread's
-// planes; a padded input row is transformed back and stored once no later chunk adds to it); the
-// weight gradient a fixed range of images per thread, each summing into its own dU, added up in
-// thread order at the end. The transforms run over whole rows of tiles (plain vector loops on the
+// 128 x 240 packed weights once per chunk). The units of work are image-groups (n, g), so that one
+// image of a grouped layer still gives every thread work (conv2 at batch 1 on 2 threads: 0.75-0.80 of
+// the GEMM path's time). Threads: the forward takes (image-group, chunk) items from a shared counter;
+// the data gradient whole image-groups from a counter (each one's dV summed in one thread's planes;
+// a padded input row is transformed back and stored once no later chunk adds to it); the weight
+// gradient a fixed range of image-groups per thread, each summing into its own dU (zero for the
+// groups outside its range), added up in thread order at the end. The transforms run over whole rows of tiles (plain vector loops on the
 // rows' even and odd columns).
 #include <algorithm>
 #include <atomic>
@@ -92,8 +94,9 @@ bool plan_for(const Dims& d, const Conv2dParams& p, DType dtype, Plan* out) {
   P.tw = (d.OW + 1) / 2, P.Wp = 2 * P.tw + 4, P.Kd = d.KH * d.Cg, P.RP = d.OH + d.KH - 1;
   P.nt = threads_for(double(d.N) * double(d.OC) * double(d.OH * d.OW) * double(d.Cg) * double(d.KH * d.KW));
   if (s != 1) {
-    // auto: float32, 5 x 5, 32+ input and 64+ output channels per group, as many images as threads
-    if (dtype != DType::Float32 || d.KH != 5 || d.Cg < 32 || d.OCg < 64 || P.tw < 6 || d.N < P.nt ||
+    // auto: float32, 5 x 5, 32+ input and 64+ output channels per group, as many image-groups (the
+    // units of work) as threads
+    if (dtype != DType::Float32 || d.KH != 5 || d.Cg < 32 || d.OCg < 64 || P.tw < 6 || d.N * d.G < P.nt ||
         d.N * d.OH * d.OW < 512)
       return false;
   }
@@ -412,21 +415,20 @@ void forward_t(const Plan& P, const Tensor& x, const Tensor& w, const Tensor* b,
   const T* bs = b ? b->ptr<T>() : nullptr;
   T* ys = y.ptr<T>();
   const int64_t tmax = P.rows * P.tw, rmax = P.rows + d.KH - 1, per_image = (d.OH + P.rows - 1) / P.rows;
-  const int64_t items = d.N * per_image;
+  const int64_t items = d.N * d.G * per_image;  // (image, group, chunk), the chunks innermost
   std::atomic<int64_t> next{0};
   run_threads(P.nt, [&](int, int) {
     T* V = workspace_as<T>(static_cast<std::size_t>(kXi * d.Cg * rmax * P.tw), kSlotV);
     T* M = workspace_as<T>(static_cast<std::size_t>(kXi * d.OCg * tmax), kSlotM);
     T* line = workspace_as<T>(static_cast<std::size_t>(line_scratch(P)), kSlotLine);
     for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      const Chunk k = chunk_at(P, it / per_image, it % per_image * P.rows);
-      for (int64_t g = 0; g < d.G; ++g) {
-        transform_input(P, xs, k, g, V, line);
-        for (int xi = 0; xi < kXi; ++xi)
-          gemm_packer(U[g * kXi + xi], k.tn, T(1), rows_packer(P, d.Cg, k.rin, V + xi * d.Cg * k.rin * P.tw), T(0),
-                      M + xi * d.OCg * k.tn, k.tn, 1);
-        transform_output(P, M, bs, k, g, ys, line);
-      }
+      const int64_t ng = it / per_image, g = ng % d.G;
+      const Chunk k = chunk_at(P, ng / d.G, it % per_image * P.rows);
+      transform_input(P, xs, k, g, V, line);
+      for (int xi = 0; xi < kXi; ++xi)
+        gemm_packer(U[g * kXi + xi], k.tn, T(1), rows_packer(P, d.Cg, k.rin, V + xi * d.Cg * k.rin * P.tw), T(0),
+                    M + xi * d.OCg * k.tn, k.tn, 1);
+      transform_output(P, M, bs, k, g, ys, line);
     }
   });
 }
@@ -441,7 +443,7 @@ void backward_data_t(const Plan& P, const Tensor& dy, const Tensor& w, const Ten
   // rows (ky, c) ky rows down
   const int64_t tw = P.tw, tmax = P.rows * tw, plane = P.RP * tw, xs = d.Cg * plane;
   std::atomic<int64_t> next{0};
-  run_threads(P.nt, [&](int, int) {  // whole images per thread: their rows overlap
+  run_threads(P.nt, [&](int, int) {  // whole image-groups per thread: their rows overlap
     T* Y = workspace_as<T>(static_cast<std::size_t>(kXi * d.OCg * tmax + P.Kd * tmax), kSlotM);
     T* prod = Y + kXi * d.OCg * tmax;
     T* dv = workspace_as<T>(static_cast<std::size_t>(kXi * xs), kSlotRows);
@@ -449,35 +451,35 @@ void backward_data_t(const Plan& P, const Tensor& dy, const Tensor& w, const Ten
     T* ev = line + P.Wp;
     T* od = ev + tw + 2;
     T* sc = line + line_scratch(P);
-    for (int64_t n; (n = next.fetch_add(1, std::memory_order_relaxed)) < d.N;)
-      for (int64_t g = 0; g < d.G; ++g) {
-        std::fill(dv, dv + kXi * xs, T(0));
-        int64_t done = 0;  // padded rows below this one are final and stored
-        chunks_of(P, n, [&](const Chunk& k) {
-          transform_dy(P, dys, k.n, k.y0, k.y1 - k.y0, g, Y, line);
-          for (int xi = 0; xi < kXi; ++xi) {
-            gemm(Ut[g * kXi + xi], false, k.tn, T(1), Y + xi * d.OCg * k.tn, k.tn, T(0), prod, k.tn, 1);
-            for (int64_t ky = 0; ky < d.KH; ++ky)
-              for (int64_t c = 0; c < d.Cg; ++c)
-                add_run(prod + (ky * d.Cg + c) * k.tn, dv + xi * xs + c * plane + (k.y0 + ky) * tw, k.tn);
+    for (int64_t ng; (ng = next.fetch_add(1, std::memory_order_relaxed)) < d.N * d.G;) {
+      const int64_t n = ng / d.G, g = ng % d.G;
+      std::fill(dv, dv + kXi * xs, T(0));
+      int64_t done = 0;  // padded rows below this one are final and stored
+      chunks_of(P, n, [&](const Chunk& k) {
+        transform_dy(P, dys, k.n, k.y0, k.y1 - k.y0, g, Y, line);
+        for (int xi = 0; xi < kXi; ++xi) {
+          gemm(Ut[g * kXi + xi], false, k.tn, T(1), Y + xi * d.OCg * k.tn, k.tn, T(0), prod, k.tn, 1);
+          for (int64_t ky = 0; ky < d.KH; ++ky)
+            for (int64_t c = 0; c < d.Cg; ++c)
+              add_run(prod + (ky * d.Cg + c) * k.tn, dv + xi * xs + c * plane + (k.y0 + ky) * tw, k.tn);
+        }
+        // padded rows before y1 get nothing from later chunks (row r is read by outputs r - KH + 1 .. r);
+        // those inside the image are transformed back and stored
+        const int64_t upto = k.y1 == d.OH ? P.RP : k.y1;
+        const int64_t r0 = std::max(done, P.ph), r1 = std::min(upto, P.ph + d.H), m = (r1 - r0) * tw;
+        done = upto;
+        if (r0 >= r1) return;
+        for (int64_t c = 0; c < d.Cg; ++c) {
+          const T* v = dv + c * plane + r0 * tw;
+          b_adj6_run(v, v + xs, v + 2 * xs, v + 3 * xs, v + 4 * xs, v + 5 * xs, sc, m);
+          for (int64_t r = r0; r < r1; ++r) {
+            place_row(sc + (r - r0) * tw, m, ev, od, tw);
+            interleave(ev, od, line, tw + 2);
+            std::memcpy(dxs + ((n * d.C + g * d.Cg + c) * d.H + r - P.ph) * d.W, line + P.pw, d.W * sizeof(T));
           }
-          // padded rows before y1 get nothing from later chunks (row r is read by outputs r - KH + 1 .. r);
-          // those inside the image are transformed back and stored
-          const int64_t upto = k.y1 == d.OH ? P.RP : k.y1;
-          const int64_t r0 = std::max(done, P.ph), r1 = std::min(upto, P.ph + d.H), m = (r1 - r0) * tw;
-          done = upto;
-          if (r0 >= r1) return;
-          for (int64_t c = 0; c < d.Cg; ++c) {
-            const T* v = dv + c * plane + r0 * tw;
-            b_adj6_run(v, v + xs, v + 2 * xs, v + 3 * xs, v + 4 * xs, v + 5 * xs, sc, m);
-            for (int64_t r = r0; r < r1; ++r) {
-              place_row(sc + (r - r0) * tw, m, ev, od, tw);
-              interleave(ev, od, line, tw + 2);
-              std::memcpy(dxs + ((n * d.C + g * d.Cg + c) * d.H + r - P.ph) * d.W, line + P.pw, d.W * sizeof(T));
-            }
-          }
-        });
-      }
+        }
+      });
+    }
   });
 }
 
@@ -490,26 +492,29 @@ void backward_weight_t(const Plan& P, const Tensor& x, const Tensor& dy, const T
   const std::size_t usize = static_cast<std::size_t>(d.G * kXi * ustride);
   std::vector<T*> partial(static_cast<std::size_t>(P.nt), nullptr);
   run_threads(P.nt, [&](int t, int nt) {
-    const int64_t i0 = d.N * t / nt, i1 = d.N * (t + 1) / nt;
+    // a fixed range of image-groups (n, g) per thread, so each dU sums its images in one order
+    const int64_t items = d.N * d.G, i0 = items * t / nt, i1 = items * (t + 1) / nt;
     if (i0 >= i1) return;
     T* du = workspace_as<T>(usize, kSlotPartial);
     T* V = workspace_as<T>(static_cast<std::size_t>(kXi * d.Cg * rmax * P.tw), kSlotV);
     T* Y = workspace_as<T>(static_cast<std::size_t>(kXi * d.OCg * tmax), kSlotM);
     T* line = workspace_as<T>(static_cast<std::size_t>(line_scratch(P)), kSlotLine);
     partial[t] = du;
-    bool first = true;
-    for (int64_t n = i0; n < i1; ++n)
-      chunks_of(P, n, [&](const Chunk& k) {
-        for (int64_t g = 0; g < d.G; ++g) {
-          transform_input(P, xs, k, g, V, line);
-          transform_dy(P, dys, k.n, k.y0, k.y1 - k.y0, g, Y, line);
-          for (int xi = 0; xi < kXi; ++xi)
-            gemm_packer(false, d.OCg, P.Kd, k.tn, T(1), Y + xi * d.OCg * k.tn, k.tn,
-                        tiles_packer(P, k, V + xi * d.Cg * k.rin * P.tw), first ? T(0) : T(1),
-                        du + (g * kXi + xi) * ustride, P.Kd, 1);
-        }
-        first = false;
+    std::vector<char> first(static_cast<std::size_t>(d.G), 1);  // group g's dU not written yet
+    for (int64_t ng = i0; ng < i1; ++ng) {
+      const int64_t g = ng % d.G;
+      chunks_of(P, ng / d.G, [&](const Chunk& k) {
+        transform_input(P, xs, k, g, V, line);
+        transform_dy(P, dys, k.n, k.y0, k.y1 - k.y0, g, Y, line);
+        for (int xi = 0; xi < kXi; ++xi)
+          gemm_packer(false, d.OCg, P.Kd, k.tn, T(1), Y + xi * d.OCg * k.tn, k.tn,
+                      tiles_packer(P, k, V + xi * d.Cg * k.rin * P.tw), first[g] ? T(0) : T(1),
+                      du + (g * kXi + xi) * ustride, P.Kd, 1);
+        first[g] = 0;
       });
+    }
+    for (int64_t g = 0; g < d.G; ++g)  // groups outside this thread's range add nothing
+      if (first[g]) std::fill(du + g * kXi * ustride, du + (g + 1) * kXi * ustride, T(0));
   });
   T* total = sum_in_thread_order(partial, static_cast<int64_t>(usize), P.nt);
   // dw[oc][c][ky] = G^T dU over xi
