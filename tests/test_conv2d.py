@@ -1015,7 +1015,7 @@ WINOGRAD_GEOMS = [
     ((2, 3, 1, 12), (2, 3, 1, 5), (0, 2), 1),  # a one-row kernel on a one-row input
     ((2, 8, 32, 27), (8, 8, 5, 5), 2, 1),      # 32 x 14 tiles per image: two chunks of rows
     ((2, 64, 13, 13), (96, 32, 5, 5), 2, 2),   # AlexNet-like channels and groups
-    ((3, 32, 9, 9), (32, 16, 5, 5), 2, 2),     # 6 image-groups on 2 threads: each thread's dU has both groups, part of them
+    ((3, 32, 9, 9), (32, 16, 5, 5), 2, 2),     # 6 image-groups on 2 threads: each thread sums part of both groups
     ((1, 48, 11, 11), (48, 16, 5, 5), 2, 3),   # one image's 3 groups on 2 threads: a thread's dU misses groups
 ]
 

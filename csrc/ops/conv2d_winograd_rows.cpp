@@ -41,8 +41,8 @@
 // the data gradient whole image-groups from a counter (each one's dV summed in one thread's planes;
 // a padded input row is transformed back and stored once no later chunk adds to it); the weight
 // gradient a fixed range of image-groups per thread, each summing into its own dU (zero for the
-// groups outside its range), added up in thread order at the end. The transforms run over whole rows of tiles (plain vector loops on the
-// rows' even and odd columns).
+// groups outside its range), added up in thread order at the end. The transforms run over whole
+// rows of tiles (plain vector loops on the rows' even and odd columns).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
